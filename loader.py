@@ -1,0 +1,75 @@
+"""
+Reads what prepare/ wrote (data/<name>/{train.bin, val.bin, meta.json}) and cuts it into
+batches, with every way the data can be wrong reported here, at the boundary, in one line.
+
+Data order is a pure function of the seed: every iteration draws the offsets of the whole
+global batch (all ranks, all micro-steps) from one generator, and each rank takes its share.
+So two model arms with the same seed see the same tokens in the same order, a torchrun run
+sees the same global batch as a single process, and a resumed run continues the same stream.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+
+class DataError(Exception):
+    """Bad or missing data; the message says what to do."""
+
+
+def prepare_command(data_dir):
+    return f"python prepare/{os.path.basename(os.path.normpath(data_dir))}.py"
+
+
+def read_meta(data_dir):
+    path = os.path.join(data_dir, 'meta.json')
+    if not os.path.exists(path):
+        raise DataError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise DataError(f"{path} is not valid JSON ({e}): re-run `{prepare_command(data_dir)} --force`")
+
+
+def open_split(data_dir, split, block_size, vocab_size):
+    """The split as a read-only uint16 memmap, checked: present, long enough, ids < vocab_size."""
+    path = os.path.join(data_dir, f'{split}.bin')
+    if not os.path.exists(path):
+        raise DataError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
+    data = np.memmap(path, dtype=np.uint16, mode='r')
+    if len(data) < block_size + 1:
+        raise DataError(f"{path} has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}: "
+                        f"lower block_size or prepare more data")
+    # a full scan of a multi-GB split costs minutes at start-up; every 64th 1M-token chunk catches
+    # a wrong tokenizer (its ids are everywhere) without that cost
+    chunk = 1 << 20
+    starts = range(0, len(data), chunk if len(data) <= 64 * chunk else 64 * chunk)
+    top = max(int(data[s:s + chunk].max()) for s in starts)
+    if top >= vocab_size:
+        raise DataError(f"{path} holds token id {top} but the model's vocab_size is {vocab_size}: "
+                        f"the data was made with another tokenizer; re-prepare it or fix vocab_size")
+    return data
+
+
+def batch_offsets(generator, n_tokens, block_size, n):
+    """n random window starts in a split of n_tokens, drawn from `generator` (advances it)."""
+    return torch.randint(n_tokens - block_size, (n,), generator=generator)
+
+
+def eval_offsets(n_tokens, block_size, n):
+    """A fixed evaluation set: n windows spread evenly over the whole split, the same for every
+    run, arm and world size."""
+    return torch.linspace(0, n_tokens - block_size - 1, n).long()
+
+
+def get_batch(data, offsets, block_size, device):
+    """Inputs and next-token targets (len(offsets), block_size) at the given window starts."""
+    ix = offsets.tolist()
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+    if device.type == 'cuda':
+        # pinned memory lets the host-to-device copy overlap with compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)

@@ -1,0 +1,140 @@
+"""
+Facts about the token dynamics on the sphere (dynamics/sphere.py), float64, fixed seeds.
+$ pytest tests/test_dynamics_sphere.py
+"""
+import math
+import pytest
+import torch
+
+from dynamics.sphere import (angle_field, count_clusters, energy, field, gamma_ode, gram, offdiag,
+                             random_sphere, rk4, simulate, step)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # these systems are tiny: threads cost more in sync than they save (8x on 2 busy cores)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_field_is_tangent_and_general_qkv_reduces_to_identity():
+    x = random_sphere(4, 10, 5, gen())
+    I = torch.eye(5, dtype=torch.float64)
+    for normalized in (True, False):
+        v = field(x, 2.0, normalized)
+        assert (x * v).sum(-1).abs().max() < 1e-14
+        assert torch.allclose(field(x, 2.0, normalized, Q=I, K=I, V=I), v, atol=1e-15)
+    # general Q, K, V enter as <Q x_i, K x_j> and V x_j: scaling K by c equals scaling beta by c
+    Q = torch.randn(5, 5, generator=gen(1), dtype=torch.float64)
+    assert torch.allclose(field(x, 2.0, Q=Q, K=3 * I), field(x, 6.0, Q=Q), atol=1e-14)
+
+
+@pytest.mark.parametrize("method,dt", [("rk4", 0.01), ("euler", 0.01)])
+def test_usa_energy_never_decreases(method, dt):
+    # USA is stiff near consensus (rate 2 e^beta, ~109 at beta = 4): dt = 0.01 keeps both schemes stable
+    beta = torch.tensor([0.5, 1.0, 4.0]).repeat_interleave(4)  # (12,)
+    x0 = random_sphere(12, 16, 3, gen())
+    _, xs = simulate(x0, 15.0, dt, beta, method, normalized=False)
+    E = torch.stack([energy(x, beta) for x in xs])  # (T, 12)
+    assert (E.diff(dim=0) >= -1e-13 * E[:-1]).all()
+    assert (E[-1] > E[0] * 1.01).all()  # and it really moves
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_orthogonal_start_follows_gamma_ode(normalized):
+    n, d, T = 6, 8, 6.0
+    dt = 0.01 if normalized else 0.002  # USA contracts at rate 2 e^beta near gamma = 1
+    beta = torch.tensor([0.0, 1.0, 4.0])
+    x0 = torch.eye(n, d, dtype=torch.float64).expand(3, n, d)  # first n basis vectors of R^d
+    ts, xs = simulate(x0, T, dt, beta, "rk4", save_every=round(0.5 / dt), normalized=normalized)
+    _, g = gamma_ode(T, beta, n, normalized, dt=dt / 10)  # (T', 3)
+    g = g[::round(5 / dt)]
+    ip = offdiag(gram(xs))  # (T, 3, n(n-1)/2)
+    # all pairwise inner products stay equal, and equal to the ODE's gamma(t)
+    assert (ip.max(-1).values - ip.min(-1).values).max() < 1e-12
+    assert (ip - g[:, :, None]).abs().max() < 1e-7  # RK4 global error; O(dt^4), at ~1e-14 for beta <= 1
+    assert g[-1].min() > 0.3  # the curve is not trivially flat
+
+
+def test_angle_form_matches_cartesian_form():
+    theta0 = 2 * math.pi * torch.rand(5, 12, generator=gen(), dtype=torch.float64)
+    to_xy = lambda th: torch.stack([torch.cos(th), torch.sin(th)], -1)  # (B, n) -> (B, n, 2)
+    tangent = lambda th: torch.stack([-torch.sin(th), torch.cos(th)], -1)
+    for normalized in (True, False):
+        v = angle_field(theta0, 3.0, normalized)[..., None] * tangent(theta0)
+        assert (v - field(to_xy(theta0), 3.0, normalized)).abs().max() < 1e-13
+        # two RK4 discretizations of one flow: their gap is the solver error, fourth order in dt
+        gaps = []
+        for dt in (0.02, 0.01):
+            theta, x = theta0.clone(), to_xy(theta0)
+            for _ in range(round(4.0 / dt)):
+                theta = rk4(lambda th: angle_field(th, 3.0, normalized), theta, dt)
+                x = step(x, dt, 3.0, "rk4", normalized=normalized)
+            gaps.append((to_xy(theta) - x).abs().max().item())
+        assert gaps[1] < 1e-6 and 12 < gaps[0] / gaps[1] < 20
+        assert (theta - theta0).abs().max() > 0.1
+
+
+def test_open_hemisphere_is_invariant():
+    # tokens in {<w, x> > 0}, some within 1e-3 of the boundary; the smallest <w, x_i> can only grow
+    x = random_sphere(8, 20, 3, gen())
+    x[..., 0] = x[..., 0].abs()
+    x[:, :3, 0] = 1e-3
+    x = x / x.norm(dim=-1, keepdim=True)
+    Q = torch.eye(3, dtype=torch.float64)
+    for beta in (0.0, 1.0, 8.0):
+        _, xs = simulate(x, 10.0, 0.01, beta, "rk4", save_every=10, Q=Q)
+        m = xs[..., 0].min(-1).values  # (T, B)
+        assert (m > 0).all()
+        assert (m.diff(dim=0) > -1e-12).all()
+
+
+def test_antipodal_pair_is_stationary():
+    x = random_sphere(3, 1, 4, gen())
+    x = torch.cat([x, -x], 1)  # (3, 2, 4)
+    for normalized in (True, False):
+        for method in ("euler", "rk4"):
+            _, xs = simulate(x, 5.0, 0.1, 2.0, method, normalized=normalized)
+            assert (xs - x).abs().max() < 1e-15
+
+
+@pytest.mark.parametrize("normalized,rate", [(True, 2.0), (False, None)])
+def test_d_ge_n_collapses_with_fitted_exponential_rate(normalized, rate):
+    # near consensus all weights are equal (1/n for SA, e^beta / n for USA), so each token
+    # relaxes to the mean at rate 1 (e^beta); 1 - <x_i, x_j> is quadratic in the gap: rate 2 (2 e^beta)
+    beta, n, d = 1.0, 8, 10
+    rate = rate or 2 * math.exp(beta)
+    x0 = random_sphere(6, n, d, gen())
+    ts, xs = simulate(x0, 30.0 if normalized else 12.0, 0.01, beta, "rk4", save_every=5, normalized=normalized)
+    gap = 1 - offdiag(gram(xs)).min(-1).values  # (T, B)
+    assert (count_clusters(xs[-1]) == 1).all()
+    window = (gap > 1e-9).all(1) & (gap < 1e-3).all(1)
+    assert window.sum() > 20
+    t, y = ts[window], gap[window].log()  # fit log gap = a - rate * t per start
+    slope = ((t - t.mean())[:, None] * (y - y.mean(0))).sum(0) / ((t - t.mean()) ** 2).sum()
+    assert torch.allclose(-slope, torch.full_like(slope, rate), rtol=0.03)
+
+
+def test_count_clusters_single_linkage():
+    angles = torch.tensor([[0.0, 0.01, 0.02, 1.0, 1.0, 3.0]], dtype=torch.float64)
+    x = torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+    # 0.01 apart is linked at threshold cos(0.015); the chain 0, .01, .02 is one cluster
+    assert count_clusters(x, math.cos(0.015)).item() == 3
+    assert count_clusters(x, math.cos(0.005)).item() == 5
+
+
+def test_reference_staircase_d2_n32():
+    # spec reference (d = 2, n = 32, Euler dt = 0.1): beta = 1 from ~25 clusters at t = 1 to 1 at
+    # t = 30, beta = 9 still with several at t = 300. Medians over 32 starts.
+    x0 = random_sphere(32, 32, 2, gen())
+    ts, xs = simulate(x0, 30.0, 0.1, 1.0)
+    c1 = [count_clusters(xs[round(t / 0.1)]).double().median().item() for t in (1, 5, 30)]
+    assert 22 <= c1[0] <= 28 and 7 <= c1[1] <= 13 and c1[2] == 1
+    ts, xs = simulate(x0, 300.0, 0.1, 9.0, save_every=3000)
+    assert count_clusters(xs[-1]).double().median().item() >= 2

@@ -19,7 +19,9 @@ class DataError(Exception):
 
 
 def prepare_command(data_dir):
-    return f"python prepare/{os.path.basename(os.path.normpath(data_dir))}.py"
+    name = os.path.basename(os.path.normpath(data_dir))
+    where = '' if os.path.normpath(data_dir) == os.path.join('data', name) else f' --out_dir={data_dir}'
+    return f"python prepare/{name}.py{where}"
 
 
 def read_meta(data_dir):
@@ -69,7 +71,7 @@ def get_batch(data, offsets, block_size, device):
     ix = offsets.tolist()
     x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
-    if device.type == 'cuda':
+    if str(device).startswith('cuda'):
         # pinned memory lets the host-to-device copy overlap with compute
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)

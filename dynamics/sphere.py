@@ -43,12 +43,14 @@ def energy(x, beta):
     return (torch.exp(b * (x @ x.transpose(1, 2))) / (2 * b * n * n)).sum((1, 2))
 
 
-def rk4(f, y, dt):
-    """One classical RK4 step of dy/dt = f(y)."""
-    k1 = f(y)
-    k2 = f(y + dt / 2 * k1)
-    k3 = f(y + dt / 2 * k2)
-    k4 = f(y + dt * k3)
+def rk4(f, y, dt, t=None):
+    """One classical RK4 step of dy/dt = f(y), or of dy/dt = f(y, t) from time t when t is given."""
+    F = (lambda z, s: f(z)) if t is None else f
+    t = 0.0 if t is None else t
+    k1 = F(y, t)
+    k2 = F(y + dt / 2 * k1, t + dt / 2)
+    k3 = F(y + dt / 2 * k2, t + dt / 2)
+    k4 = F(y + dt * k3, t + dt)
     return y + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 

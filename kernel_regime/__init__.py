@@ -1,0 +1,1 @@
+"""Shallow transformers in the kernel regime: the teacher-student experiment (see README.md)."""

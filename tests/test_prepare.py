@@ -6,6 +6,8 @@ through the same code path as the Hub once `datasets` has loaded the data. Never
 """
 import json
 import os
+import subprocess
+import sys
 
 os.environ['HF_DATASETS_OFFLINE'] = '1'  # before `datasets` is imported: any Hub access fails fast
 os.environ['HF_HUB_OFFLINE'] = '1'
@@ -217,3 +219,23 @@ def test_hub_unreachable_says_to_use_local_files(tmp_path):
         openwebtext.prepare(str(tmp_path / 'owt'))
     with pytest.raises(SystemExit, match='--train_files/--val_files'):
         tinystories.prepare(str(tmp_path / 'ts'))
+
+
+def run(script, *args):
+    """A script in a fresh interpreter from the repo root, as a user runs it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(root, script), *map(str, args)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_scripts_run_as_a_user_would(tmp_path, monkeypatch):
+    monkeypatch.setenv('HF_DATASETS_CACHE', str(tmp_path / 'hf_cache'))
+    train, val = write_v2_txt(tmp_path / 'train.txt', STORIES), write_v2_txt(tmp_path / 'valid.txt', VAL_STORIES)
+    out = str(tmp_path / 'tinystories')
+    args = ['prepare/tinystories.py', '--train_files', train, '--val_files', val, '--out_dir', out, '--num_proc', 2]
+    first = run(*args)
+    assert first.returncode == 0 and 'plan:' in first.stdout and f'wrote {out}' in first.stdout
+    assert read_bin(out, 'train') == expected_ids(STORIES, strip=True)
+    assert 'already prepared' in run(*args).stdout
+    failed = run('prepare/openwebtext.py', '--data_files', tmp_path / 'nope.parquet', '--out_dir', tmp_path / 'owt')
+    assert failed.returncode != 0 and failed.stderr.strip().splitlines()[-1].startswith('error: no file matches')

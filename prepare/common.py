@@ -165,6 +165,8 @@ def tokenize(ds, num_proc, val, desc):
 def print_plan(datasets_, out_dir, num_proc):
     """Tokens, disk and time, measured on the first documents and extrapolated, before the long part."""
     from datasets.config import HF_DATASETS_CACHE
+    if not all(len(d) for d in datasets_):
+        raise SystemExit("error: a split has no documents: check the files (a .txt needs text between '<|endoftext|>' lines)")
     tok = get_tokenizer('gpt2')
     sample = datasets_[0].select(range(min(2000, len(datasets_[0]))))['text']
     t0 = time.time()

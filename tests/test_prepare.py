@@ -209,6 +209,9 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
     pq.write_table(pa.table({'body': ['hi']}), tmp_path / 'b.parquet')
     with pytest.raises(SystemExit, match="no 'text' field"):
         openwebtext.prepare(out, [str(tmp_path / 'b.parquet')])
+    (tmp_path / 'empty.txt').write_text('<|endoftext|>\n', encoding='utf-8')
+    with pytest.raises(SystemExit, match='has no documents'):
+        tinystories.prepare(out, [txt], [str(tmp_path / 'empty.txt')])
     with pytest.raises(SystemExit, match='val split is empty'):
         openwebtext.prepare(out, [txt], val_fraction=0.0)
     assert not os.path.exists(os.path.join(out, 'meta.json'))

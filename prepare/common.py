@@ -130,12 +130,16 @@ def load_local(patterns, num_proc):
     if None in kinds or len(kinds) > 1:
         raise SystemExit(f"error: {files} must all be one of {', '.join(FORMATS)}: convert or split them")
     kind = kinds.pop()
-    if kind == 'text':
-        stamps = [(os.path.getsize(f), os.path.getmtime(f)) for f in files]
-        ds = datasets.Dataset.from_generator(_text_documents, gen_kwargs=dict(files=files, stamps=stamps),
-                                             features=datasets.Features({'text': datasets.Value('string')}))
-    else:
-        ds = datasets.load_dataset(kind, data_files=files, split='train', num_proc=min(num_proc, len(files)))
+    try:
+        if kind == 'text':
+            stamps = [(os.path.getsize(f), os.path.getmtime(f)) for f in files]
+            ds = datasets.Dataset.from_generator(_text_documents, gen_kwargs=dict(files=files, stamps=stamps),
+                                                 features=datasets.Features({'text': datasets.Value('string')}))
+        else:
+            ds = datasets.load_dataset(kind, data_files=files, split='train', num_proc=min(num_proc, len(files)))
+    except ValueError as e:  # what datasets raises for files without a single document
+        raise SystemExit(f"error: no documents read from {files} ({e}): check the files "
+                         f"(a .txt needs text between '<|endoftext|>' lines)")
     if 'text' not in ds.column_names:
         raise SystemExit(f"error: {files} have no 'text' field (fields: {ds.column_names}): rename the text field to 'text'")
     return ds, files
@@ -166,7 +170,7 @@ def print_plan(datasets_, out_dir, num_proc):
     """Tokens, disk and time, measured on the first documents and extrapolated, before the long part."""
     from datasets.config import HF_DATASETS_CACHE
     if not all(len(d) for d in datasets_):
-        raise SystemExit("error: a split has no documents: check the files (a .txt needs text between '<|endoftext|>' lines)")
+        raise SystemExit("error: a split has no documents: check the source files")
     tok = get_tokenizer('gpt2')
     sample = datasets_[0].select(range(min(2000, len(datasets_[0]))))['text']
     t0 = time.time()

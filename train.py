@@ -138,14 +138,14 @@ elif init_from != 'scratch':
     fail(f"init_from={init_from!r}: expected 'scratch' or 'resume'")
 try:
     meta = loader.read_meta(data_dir)
+    if ckpt is not None and ckpt['meta']['tokenizer'] != meta['tokenizer']:
+        fail(f"the checkpoint was trained with the {ckpt['meta']['tokenizer']!r} tokenizer but {data_dir} "
+             f"uses {meta['tokenizer']!r}: resume on the dataset it was trained on")
     if vocab_size is None:
         vocab_size = config['vocab_size'] = ((meta['vocab_size'] + 63) // 64) * 64
     if vocab_size < meta['vocab_size']:
         fail(f"vocab_size={vocab_size} is smaller than the dataset's vocabulary ({meta['vocab_size']}, "
              f"{meta['tokenizer']}): use --vocab_size=None")
-    if ckpt is not None and ckpt['meta']['tokenizer'] != meta['tokenizer']:
-        fail(f"the checkpoint was trained with the {ckpt['meta']['tokenizer']!r} tokenizer but data/{dataset} "
-             f"uses {meta['tokenizer']!r}: resume on the dataset it was trained on")
     train_data = loader.open_split(data_dir, 'train', block_size, vocab_size)
     val_data = loader.open_split(data_dir, 'val', block_size, vocab_size)
 except loader.DataError as e:
@@ -271,6 +271,8 @@ while True:
 
     # one optimizer step over the global batch: all ranks draw the same offsets, each takes its share
     t0 = time.perf_counter()
+    # dropout masks depend only on (seed, rank, iter_num), so a resumed run draws the same ones
+    torch.manual_seed(seed + 100_003 * rt.rank + 7 * iter_num + 1)
     offsets = loader.batch_offsets(data_rng, len(train_data), block_size, gradient_accumulation_steps * batch_size)
     offsets = offsets.view(gradient_accumulation_steps, batch_size)[rt.rank * grad_accum_local:][:grad_accum_local]
     loss_sum = torch.zeros((), device=rt.device)

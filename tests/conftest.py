@@ -1,0 +1,41 @@
+"""Shared fixtures: the repo root, a prepared default corpus, and running the scripts as a user would."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests never reach the network or wandb; one thread keeps subprocess timings stable on 2 cores
+os.environ.update(WANDB_MODE='disabled', HF_DATASETS_OFFLINE='1', HF_HUB_OFFLINE='1')
+
+# a tiny model that trains in seconds on the CPU; every test that runs train.py starts from it
+TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
+        '--compile=False', '--eval_iters=4', '--log_interval=1', '--warmup_iters=5']
+
+
+def run_script(script, *args, cwd=ROOT, check=True, torchrun=0, timeout=300):
+    """Run a repo script in a fresh interpreter; returns the CompletedProcess (text output)."""
+    launcher = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={torchrun}'] \
+        if torchrun else [sys.executable]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    proc = subprocess.run(launcher + [os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope='session')
+def data_root(tmp_path_factory):
+    """data_root with the offline default corpus prepared once for the whole session."""
+    from prepare.python_docs import prepare
+    root = tmp_path_factory.mktemp('data')
+    prepare(str(root / 'python_docs'))
+    return str(root)
+
+
+def read_log(out_dir, event):
+    import json
+    with open(os.path.join(out_dir, 'log.jsonl')) as f:
+        return [r for r in map(json.loads, f) if r['event'] == event]

@@ -1,0 +1,120 @@
+"""The baseline GPT (model.py): shapes, causality, GPT-2 parameter count, optimizer groups,
+generation, MFU."""
+import pytest
+import torch
+
+from model import GPT, GPTConfig, cpu_peak_flops
+
+CFG = dict(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32, bias=False)
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**CFG, **kw})).eval()
+
+
+def test_shapes_and_initial_loss_near_uniform():
+    model = tiny()
+    idx, targets = torch.randint(0, 64, (2, 3, 16))
+    logits, loss = model(idx, targets)
+    assert logits.shape == (3, 16, 64)
+    # small init: the first prediction is close to uniform over the vocab
+    assert abs(loss.item() - torch.log(torch.tensor(64.0)).item()) < 0.1
+    logits, loss = model(idx)
+    assert logits.shape == (3, 1, 64) and loss is None  # inference: last position only
+
+
+def test_causality_future_tokens_do_not_change_past_logits():
+    model = tiny()
+    idx = torch.randint(0, 64, (2, 16))
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 64
+    a, _ = model(idx, idx)
+    b, _ = model(changed, changed)
+    assert torch.equal(a[:, :10], b[:, :10])
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_gpt2_small_parameter_count():
+    # GPT-2 small (124M) with its 50257 vocab and biases: the published 124,439,808 parameters
+    model = GPT(GPTConfig(vocab_size=50257, bias=True))
+    assert model.get_num_params(non_embedding=False) == 124_439_808
+    assert model.get_num_params() == 124_439_808 - 1024 * 768  # minus the position table
+
+
+def test_residual_projections_scaled_at_init():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=8, n_embd=256, n_head=4, vocab_size=256, block_size=32))
+    std = model.transformer.h[0].attn.c_proj.weight.std().item()
+    assert std == pytest.approx(0.02 / (2 * 8) ** 0.5, rel=0.05)
+    assert model.transformer.h[0].mlp.c_fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert model.lm_head.weight is model.transformer.wte.weight  # tied
+
+
+def test_greedy_generation_is_deterministic_and_matches_argmax():
+    model = tiny()
+    idx = torch.randint(0, 64, (2, 5))
+    a = model.generate(idx, 20, temperature=0)
+    b = model.generate(idx, 20, temperature=0)
+    assert torch.equal(a, b) and a.shape == (2, 25)
+    logits, _ = model(a[:, :5])
+    assert torch.equal(a[:, 5], logits[:, -1].argmax(-1))
+    # generating past block_size crops the context instead of failing
+    assert model.generate(idx, 30, temperature=0).shape == (2, 35)
+
+
+def test_top_k_one_equals_greedy():
+    model = tiny()
+    idx = torch.randint(0, 64, (2, 5))
+    torch.manual_seed(1)
+    assert torch.equal(model.generate(idx, 10, temperature=1.0, top_k=1), model.generate(idx, 10, temperature=0))
+
+
+@pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
+def test_optimizer_groups_cover_every_parameter_once(optimizer):
+    model = tiny(bias=True)
+    opts = model.configure_optimizers(optimizer, 0.1, 6e-4, (0.9, 0.95), 'cpu', muon_lr=0.02)
+    seen = [p for opt in opts for g in opt.param_groups for p in g['params']]
+    assert len(seen) == len(set(map(id, seen))) == len(list(model.parameters()))
+    adamw = opts[0]
+    decayed = {id(p) for g in adamw.param_groups if g['weight_decay'] > 0 for p in g['params']}
+    assert id(model.transformer.wte.weight) in decayed and id(model.transformer.wpe.weight) in decayed
+    assert all(p.dim() >= 2 for g in adamw.param_groups if g['weight_decay'] > 0 for p in g['params'])
+    if optimizer == 'muon':
+        muon = opts[1]
+        assert isinstance(muon, torch.optim.Muon) and muon.param_groups[0]['lr'] == 0.02
+        hidden = muon.param_groups[0]['params']
+        assert len(hidden) == 4 * 2 and all(p.dim() == 2 for p in hidden)  # c_attn, c_proj, c_fc, c_proj per layer
+    else:
+        assert len(opts) == 1
+
+
+def test_muon_training_step_lowers_loss():
+    model = tiny().train()
+    opts = model.configure_optimizers('muon', 0.0, 1e-2, (0.9, 0.95), 'cpu', muon_lr=0.02)
+    idx = torch.randint(0, 64, (4, 16))
+    losses = []
+    for _ in range(10):
+        _, loss = model(idx, idx)
+        loss.backward()
+        for opt in opts:
+            opt.step()
+            opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_crop_block_size():
+    model = tiny()
+    model.crop_block_size(8)
+    assert model.transformer.wpe.weight.shape == (8, 32)
+    assert model(torch.zeros(1, 8, dtype=torch.long))[0].shape == (1, 1, 64)
+
+
+def test_estimate_mfu_on_cpu_is_a_fraction():
+    model = tiny()
+    assert 0 < cpu_peak_flops('float32') < 1e15
+    mfu = model.estimate_mfu(fwdbwd_per_iter=1, dt=1.0, device='cpu', dtype='float32')
+    assert 0 < mfu < 1
+    # twice the time, half the utilization
+    assert model.estimate_mfu(1, 2.0, 'cpu', 'float32') == pytest.approx(mfu / 2)

@@ -1,0 +1,147 @@
+"""train.py run as a user runs it: learning, exact resume, torchrun, checkpoints, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from conftest import TINY, read_log, run_script
+
+
+def train(data_root, out_dir, *args, **kw):
+    return run_script('train.py', f'--data_root={data_root}', f'--out_dir={out_dir}', *TINY, *args, **kw)
+
+
+def test_loss_drops_on_default_corpus(data_root, tmp_path):
+    train(data_root, tmp_path, '--max_iters=80', '--eval_interval=40', '--learning_rate=3e-3')
+    evals = read_log(tmp_path, 'eval')
+    assert [e['iter'] for e in evals] == [0, 40, 80]
+    val = [e['val_loss'] for e in evals]
+    assert val[0] > 5.0  # ~ln(256) before training
+    assert val[2] < val[1] < val[0] - 1.5
+    ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
+    assert ckpt['iter_num'] == 80 and ckpt['meta']['tokenizer'] == 'bytes'
+    assert ckpt['config']['max_iters'] == 80 and ckpt['config']['learning_rate'] == 3e-3  # the full config
+    assert not any(k.startswith('_orig_mod.') for k in ckpt['model'])
+    best = load_checkpoint(os.path.join(tmp_path, 'ckpt_best.pt'))
+    assert best['best_val_loss'] == min(val)
+
+
+@pytest.mark.parametrize('model_args', [
+    ['--model_type=gpt', '--optimizer=adamw', '--dropout=0.1'],
+    ['--model_type=nesterov', '--optimizer=muon', '--dropout=0.1'],
+])
+def test_resume_is_exact(data_root, tmp_path, model_args):
+    """Stopping at iter 6 and resuming gives bitwise the same losses and weights as never stopping."""
+    common = [*model_args, '--eval_interval=6', '--lr_decay_iters=12', '--gradient_accumulation_steps=2']
+    train(data_root, tmp_path / 'full', *common, '--max_iters=12')
+    train(data_root, tmp_path / 'split', *common, '--max_iters=6')
+    train(data_root, tmp_path / 'split', *common, '--max_iters=12', '--init_from=resume')
+    for event, key in (('train', 'loss'), ('eval', 'val_loss'), ('eval', 'train_loss')):
+        full = [(r['iter'], r[key]) for r in read_log(tmp_path / 'full', event)]
+        split = [(r['iter'], r[key]) for r in read_log(tmp_path / 'split', event)]
+        assert full == split  # exact float equality, every iteration
+    a = load_checkpoint(os.path.join(tmp_path / 'full', 'ckpt.pt'))['model']
+    b = load_checkpoint(os.path.join(tmp_path / 'split', 'ckpt.pt'))['model']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_torchrun_two_processes_match_single_process(data_root, tmp_path):
+    """Same global batch (2 micro-batches) on 1 process or split across 2 gloo ranks."""
+    args = ['--max_iters=6', '--eval_interval=6', '--gradient_accumulation_steps=2', '--dtype=float32']
+    train(data_root, tmp_path / 'single', *args)
+    proc = train(data_root, tmp_path / 'ddp', *args, torchrun=2)
+    assert 'tokens per iteration will be: 512 (2 x 1 x 8 x 32)' in proc.stdout
+    for event, key in (('train', 'loss'), ('eval', 'val_loss')):
+        single = [r[key] for r in read_log(tmp_path / 'single', event)]
+        ddp = [r[key] for r in read_log(tmp_path / 'ddp', event)]
+        assert len(single) == len(ddp) > 0
+        np.testing.assert_allclose(ddp, single, rtol=1e-5)
+
+
+def test_compile_matches_eager(data_root, tmp_path):
+    args = ['--max_iters=2', '--eval_interval=2', '--eval_iters=1', '--dtype=float32']
+    train(data_root, tmp_path / 'eager', *args)
+    proc = train(data_root, tmp_path / 'compiled', *args, '--compile=True')
+    assert 'torch.compile is off' not in proc.stdout
+    eager = [r['loss'] for r in read_log(tmp_path / 'eager', 'train')]
+    compiled = [r['loss'] for r in read_log(tmp_path / 'compiled', 'train')]
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4)
+
+
+def test_compile_falls_back_with_notice_without_a_compiler(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))  # no c++ on PATH
+    proc = train(data_root, tmp_path, '--max_iters=1', '--compile=True')
+    assert 'note: torch.compile is off: no C++ compiler found' in proc.stdout
+
+
+def test_non_finite_loss_stops_and_last_checkpoint_survives(data_root, tmp_path):
+    proc = train(data_root, tmp_path, '--max_iters=20', '--eval_interval=5', '--warmup_iters=0',
+                 '--learning_rate=1e30', check=False)
+    assert proc.returncode == 1
+    assert 'error: non-finite loss' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
+    assert all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+def test_eval_only_writes_no_checkpoint(data_root, tmp_path):
+    proc = train(data_root, tmp_path, '--eval_only=True')
+    assert 'step 0: train loss' in proc.stdout
+    assert not os.path.exists(os.path.join(tmp_path, 'ckpt.pt'))
+
+
+def write_dataset(root, name, train_ids, val_ids, tokenizer='bytes', vocab_size=256):
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    np.array(train_ids, dtype=np.uint16).tofile(os.path.join(d, 'train.bin'))
+    np.array(val_ids, dtype=np.uint16).tofile(os.path.join(d, 'val.bin'))
+    with open(os.path.join(d, 'meta.json'), 'w') as f:
+        json.dump(dict(tokenizer=tokenizer, vocab_size=vocab_size, train_tokens=len(train_ids),
+                       val_tokens=len(val_ids)), f)
+
+
+@pytest.mark.parametrize('case,expected', [
+    ('missing', r"data/missing/meta.json not found: prepare the dataset first with `python prepare/missing.py`"),
+    ('out_of_vocab', 'holds token id 300 but the model\'s vocab_size is 256'),
+    ('short_val', 'has 10 tokens, fewer than block_size + 1 = 33'),
+])
+def test_bad_data_is_refused_in_one_line(tmp_path, case, expected):
+    if case == 'out_of_vocab':
+        write_dataset(tmp_path / 'data', case, [1, 2, 300] * 100, [1] * 100)
+    elif case == 'short_val':
+        write_dataset(tmp_path / 'data', case, [1, 2, 3] * 100, [1] * 10)
+    proc = run_script('train.py', f'--dataset={case}', '--vocab_size=256', '--out_dir=out', *TINY,
+                      cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('error: ') and expected.replace('\\', '') in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resume_refuses_corrupt_checkpoint_and_tokenizer_mismatch(data_root, tmp_path):
+    train(data_root, tmp_path / 'run', '--max_iters=2', '--eval_interval=2')
+    write_dataset(tmp_path, 'gpt2_data', [1, 2, 3] * 100, [1, 2] * 100, tokenizer='gpt2', vocab_size=50257)
+    proc = train(tmp_path, tmp_path / 'run', '--dataset=gpt2_data', '--init_from=resume', check=False)
+    assert proc.returncode == 1 and "trained with the 'bytes' tokenizer" in proc.stderr
+    with open(tmp_path / 'run' / 'ckpt.pt', 'r+b') as f:
+        f.truncate(1000)
+    proc = train(data_root, tmp_path / 'run', '--init_from=resume', check=False)
+    assert proc.returncode == 1 and 'is not a readable checkpoint' in proc.stderr
+
+
+def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / 'ckpt.pt')
+    good = {'model': {'w': torch.ones(3)}, 'model_type': 'gpt', 'model_args': {}}
+    save_checkpoint(good, path)
+
+    def failing_save(obj, f):  # a crash half-way through writing
+        f.write(b'partial bytes')
+        raise OSError('disk full')
+    monkeypatch.setattr(torch, 'save', failing_save)
+    with pytest.raises(OSError):
+        save_checkpoint({'model': {'w': torch.zeros(3)}, 'model_type': 'gpt', 'model_args': {}}, path)
+    assert torch.equal(load_checkpoint(path)['model']['w'], torch.ones(3))
+    assert os.listdir(tmp_path) == ['ckpt.pt']  # no temporary file left behind
+    with pytest.raises(CheckpointError, match='no checkpoint at'):
+        load_checkpoint(str(tmp_path / 'other.pt'))

@@ -72,6 +72,7 @@ velocity_init = 'embedding'  # initial velocity: 'embedding' (own learned tables
 optimizer = 'adamw'  # 'adamw', or 'muon' (Muon on the 2-D block matrices, AdamW on the rest)
 learning_rate = 1e-3  # peak AdamW learning rate
 max_iters = 2000
+max_time = 0.0  # if > 0: stop (with a final eval and checkpoint) after this many seconds of training, eval excluded
 weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.99  # 0.99: small batches of a small model (nanoGPT's char-level choice); the paper's runs use 0.95
@@ -237,6 +238,18 @@ if wandb_log and rt.master_process:
 if rt.master_process and iter_num == 0 and os.path.exists(os.path.join(out_dir, 'log.jsonl')):
     os.remove(os.path.join(out_dir, 'log.jsonl'))  # a fresh run starts a fresh log
 
+
+
+def out_of_time():
+    """The time budget is spent; rank 0's clock decides for every rank, so all stop together."""
+    if max_time <= 0:
+        return False
+    flag = torch.tensor([float(train_time >= max_time)], device=rt.device)
+    if rt.ddp:
+        torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 # training loop ----------------------------------------------------------------
 running_mfu = -1.0
 while True:
@@ -246,7 +259,8 @@ while True:
         for group in opt.param_groups:
             group['lr'] = group['base_lr'] * lr_scale
 
-    if (iter_num % eval_interval == 0 or iter_num == max_iters) and iter_num != resumed_at or eval_only:
+    last_iter = iter_num >= max_iters or out_of_time()
+    if (iter_num % eval_interval == 0 or last_iter) and iter_num != resumed_at or eval_only:
         losses = estimate_loss()
         if rt.master_process:
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
@@ -266,7 +280,7 @@ while True:
                     save('ckpt_best.pt')
                 save('ckpt.pt')
                 print(f"saved checkpoints to {out_dir}")
-    if iter_num >= max_iters or eval_only:
+    if last_iter or eval_only:
         break
 
     # one optimizer step over the global batch: all ranks draw the same offsets, each takes its share

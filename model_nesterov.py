@@ -140,6 +140,10 @@ class NesterovGPT(GPT):
     def forward(self, idx, targets=None):
         x = self.embed(idx)
         v = self.initial_velocity(idx, x)
+        if v is not None and torch.is_autocast_enabled(idx.device.type):
+            # V is an activation like the oracle outputs: in autocast's dtype it costs half the
+            # memory and traffic; X, which accumulates it, stays in float32
+            v = v.to(torch.get_autocast_dtype(idx.device.type))
         for block in self.transformer.h:
             x, v = block(x, v)
         return self.head(x, targets)  # the velocity is discarded

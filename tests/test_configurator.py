@@ -68,31 +68,3 @@ def test_train_py_unknown_key_exits_2_with_one_line():
     proc = run_script('train.py', '--learning_rat=1e-3', check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown config key 'learning_rat' in the command line (did you mean 'learning_rate'?)"
-
-
-def train_defaults():
-    """train.py's knobs and defaults, read from its source (running it would start training)."""
-    import ast
-    import os
-    from conftest import ROOT
-    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
-    defaults = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == 'config':
-                break
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
-    return defaults
-
-
-def test_every_shipped_config_file_is_valid():
-    """Each config/*.py only sets knobs train.py knows, with the right types."""
-    import glob
-    import os
-    from conftest import ROOT
-    defaults = train_defaults()
-    assert defaults['model_type'] == 'gpt' and defaults['max_iters'] > 0
-    files = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
-    assert files
-    for f in files:
-        configure(defaults, [f])

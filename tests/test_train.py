@@ -86,6 +86,13 @@ def test_non_finite_loss_stops_and_last_checkpoint_survives(data_root, tmp_path)
     assert all(torch.isfinite(v).all() for v in ckpt['model'].values())
 
 
+def test_max_time_stops_with_a_final_eval_and_checkpoint(data_root, tmp_path):
+    train(data_root, tmp_path, '--max_iters=100000', '--eval_interval=100000', '--max_time=2', '--log_interval=10')
+    last = read_log(tmp_path, 'eval')[-1]
+    assert 0 < last['iter'] < 100000 and last['train_time'] >= 2.0
+    assert load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))['iter_num'] == last['iter']
+
+
 def test_eval_only_writes_no_checkpoint(data_root, tmp_path):
     proc = train(data_root, tmp_path, '--eval_only=True')
     assert 'step 0: train loss' in proc.stdout

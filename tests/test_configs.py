@@ -1,0 +1,82 @@
+"""config/: every file is valid, the arms of a comparison differ only in the model, the paper's
+recipe is what the paper configs say, and train_default.py is what `python train.py` runs."""
+import ast
+import dataclasses
+import glob
+import os
+
+import pytest
+
+from configurator import configure
+from conftest import ROOT
+from model import GPTConfig
+from model_nesterov import NesterovConfig
+
+MODEL_KEYS = {'model_type', 'momentum', 'splitting', 'velocity_init', 'out_dir', 'wandb_run_name'}
+
+
+def train_defaults():
+    """train.py's knobs and defaults, read from its source (running it would start training)."""
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    defaults = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == 'config':
+                break
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
+def load(name):
+    return configure(train_defaults(), [os.path.join(ROOT, 'config', name)])
+
+
+def test_every_shipped_config_file_is_valid():
+    files = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
+    assert len(files) >= 10
+    for f in files:
+        configure(train_defaults(), [f])  # raises on an unknown key or a wrong type
+
+
+def test_train_default_is_what_train_py_runs():
+    defaults = train_defaults()
+    cfg = load('train_default.py')
+    assert cfg and all(defaults[k] == v for k, v in cfg.items())
+
+
+def test_train_py_nesterov_defaults_match_the_model():
+    defaults = train_defaults()
+    gpt_fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    added = [f for f in dataclasses.fields(NesterovConfig) if f.name not in gpt_fields]
+    assert len(added) >= 7
+    for f in added:
+        assert defaults[f.name] == f.default, f.name
+
+
+@pytest.mark.parametrize('family', ['train_tinystories', 'train_owt', 'train_owt24', 'cpu'])
+def test_arms_differ_only_in_the_model(family):
+    files = [os.path.basename(f) for f in glob.glob(os.path.join(ROOT, 'config', f'{family}_*.py'))
+             if os.path.basename(f)[len(family) + 1:-3].replace('_euler', '') in ('baseline', 'nesterov', 'polyak', 'gd')]
+    assert f'{family}_baseline.py' in files and f'{family}_nesterov.py' in files
+    base = load(f'{family}_baseline.py')
+    for f in files:
+        cfg = load(f)
+        differing = {k for k in set(base) | set(cfg) if base.get(k) != cfg.get(k)}
+        assert differing <= MODEL_KEYS, (f, differing - MODEL_KEYS)
+
+
+@pytest.mark.parametrize('name,muon_lr,steps,warmup,shape', [
+    ('train_tinystories_nesterov.py', 0.02, 10000, 1000, (12, 12, 768)),
+    ('train_owt_nesterov.py', 0.004, 30000, 3000, (12, 12, 768)),
+    ('train_owt24_nesterov.py', 0.006, 30000, 3000, (24, 16, 1024)),
+])
+def test_paper_recipe(name, muon_lr, steps, warmup, shape):
+    c = load(name)
+    assert c['batch_size'] * c['block_size'] * c['gradient_accumulation_steps'] == 491_520
+    assert (c['n_layer'], c['n_head'], c['n_embd']) == shape and c['block_size'] == 1024
+    assert c['optimizer'] == 'muon' and c['muon_lr'] == muon_lr and c['learning_rate'] == 6e-4
+    assert c['learning_rate'] * c['scalar_lr_mult'] == pytest.approx(3e-3)
+    assert (c['beta1'], c['beta2'], c['weight_decay'], c['grad_clip']) == (0.9, 0.95, 0.1, 1.0)
+    assert c['max_iters'] == c['lr_decay_iters'] == steps and c['warmup_iters'] == warmup
+    assert c['min_lr'] == pytest.approx(0.1 * c['learning_rate'])
+    assert c['eval_interval'] == 100 and c['dtype'] == 'bfloat16' and not c['bias'] and c['dropout'] == 0.0

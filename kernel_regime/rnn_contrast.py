@@ -1,10 +1,11 @@
 """
 Transformer against an IndRNN of equal width on an AR(L) series x_t = 0.9 x_{t-L} + noise,
 window T = L + 1, both trained by the same projected GD in the kernel regime. Against the lag L:
-minimum validation loss relative to f = 0 (the best predictor 0.9 x_{t+1-L} has 1 - 0.81 = 0.19), the loss
-gradient norm and the per-sample Jacobian norm ||grad_theta f(X)|| at initialization.
+minimum validation loss relative to f = 0 (the best predictor 0.9 x_{t+1-L} reaches 1 - 0.81),
+the loss gradient norm and the per-sample Jacobian norm ||grad_theta f(X)|| at initialization, and the
+IndRNN's Jacobian norm for recurrent weights started above 1.
 
-    python -m kernel_regime.rnn_contrast           # quick: L in 4 8 16 32, ~2 min on 2 cores
+    python -m kernel_regime.rnn_contrast           # quick: L in 4 8 16 32, ~3 min on 2 cores
     python -m kernel_regime.rnn_contrast --full    # L in 4 16 72 96, n 5000, K 4000
 """
 import matplotlib.pyplot as plt
@@ -40,6 +41,8 @@ def main():
     p.add_argument('--m', type=int, default=None, help='heads of the transformer = units of the IndRNN')
     p.add_argument('--Ls', type=int, nargs='+', default=None, help='lags of the AR series')
     p.add_argument('--u_max', type=float, default=1.0, help='IndRNN recurrent weights start in U(0, u_max)')
+    p.add_argument('--u_max_probe', type=float, nargs='+', default=[0.5, 1.0, 1.5, 2.0],
+                   help='IndRNN u_max values whose Jacobian norm at init is also measured against L')
     args = setup(p.parse_args(), QUICK, FULL)
     lr = lr_or_authors(args.lr, args.steps)
     runs = {L: [] for L in args.Ls}
@@ -50,9 +53,17 @@ def main():
             print(f"L {L:3d} seed {s} bayes {r['bayes_loss']:.4f} " + ' '.join(
                 f"{net}: val {r[net]['min_val_loss']:.4f} grad {r[net]['grad_norm_max']:.3g} "
                 f"jac {r[net]['jacobian_norm_init']:.3g}" for net in ('transformer', 'indrnn')), flush=True)
+    # does the IndRNN's Jacobian grow with the lag once recurrent weights exceed 1? (init only: cheap)
+    probe = {str(u): [float(np.mean([jacobian_norm(indrnn_heads, init_indrnn(args.m, args.d, 1000 * s + L, u),
+                                                   ar_windows(200, L, args.d, s)[0]).mean().item()
+                                     for s in args.seeds])) for L in args.Ls] for u in args.u_max_probe}
+    print('IndRNN Jacobian norm at init vs L, by u_max:', probe)
     Ls = np.array(args.Ls, dtype=float)
     get = lambda net, k: np.array([[r[net][k] for r in runs[L]] for L in args.Ls])  # (len(Ls), seeds)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for u, v in probe.items():
+        axes[2].plot(Ls, v, 'o-', label=f'u_max {u}')
+    axes[2].set_title('IndRNN Jacobian norm at init, by recurrent init U(0, u_max)', fontsize=10)
     for net in ('transformer', 'indrnn'):
         v = get(net, 'min_val_loss')
         axes[0].errorbar(Ls, v.mean(1), yerr=v.std(1), marker='o', capsize=3, label=net)
@@ -70,7 +81,8 @@ def main():
     summary = {net: {k: {str(L): float(np.mean([r[net][k] for r in runs[L]])) for L in args.Ls}
                      for k in runs[args.Ls[0]][0][net]} for net in ('transformer', 'indrnn')}
     result = {'args': {k: v for k, v in vars(args).items() if k != 'rho_dict'}, 'lr': lr,
-              'per_L': {str(L): v for L, v in runs.items()}, 'mean_over_seeds': summary}
+              'per_L': {str(L): v for L, v in runs.items()}, 'mean_over_seeds': summary,
+              'indrnn_jacobian_norm_init_by_u_max': probe}
     save(fig, result, args.out_dir, 'rnn_contrast')
     for net, d in summary.items():
         for k, v in d.items():

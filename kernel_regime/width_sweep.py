@@ -69,8 +69,11 @@ def main():
         for k in keys:
             slope, spread = loglog_panel(ax, widths, [r[k] for r in runs], k, args.fit_from)
             result['slopes'][k], result['slope_std'][k] = slope, spread
-        ax.loglog(widths, 0.8 * np.mean([runs[0][keys[0]][args.fit_from]]) *
+        ax.loglog(widths, 0.8 * runs[0][keys[0]][args.fit_from] *
                   (widths / widths[args.fit_from]) ** -0.5, 'k:', label='slope -1/2')
+        if 'lin_error_random' in keys:  # the cancelling directions fall one order faster
+            ax.loglog(widths, 0.8 * runs[0]['lin_error_random'][args.fit_from] *
+                      (widths / widths[args.fit_from]) ** -1.0, 'k--', label='slope -1')
         ax.set_xlabel('heads m'); ax.set_title(title, fontsize=10); ax.legend(fontsize=7)
     fig.suptitle(f"n={args.n} d={args.d} T={args.T} M={args.M} K={args.steps} lr={lr:.3g} "
                  f"rho={args.rho} seeds={args.seeds}", fontsize=9)

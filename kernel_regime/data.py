@@ -11,7 +11,6 @@ random-feature model whose distance to f* is the approximation error.
 
 Tested by: python -m pytest tests/test_kernel_regime.py
 """
-import math
 
 import torch
 from torch.func import grad, jvp

@@ -6,7 +6,6 @@ log-log with fitted slopes and the spread over seeds.
     python -m kernel_regime.width_sweep            # quick: ~2 min on 2 cores
     python -m kernel_regime.width_sweep --full     # paper sizes: n 5000, M 8192, K 4000, m 8..256
 """
-import math
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -4,7 +4,7 @@ Against T: final and minimum training loss, the loss relative to the loss at f =
 gradient norm of the loss, the per-sample Jacobian norm ||grad_theta f(X)||, and the time per step
 (the transformer's price: attention memory and time grow with T).
 
-    python -m kernel_regime.seqlen_sweep           # quick: T in 4 16 64, ~1 min on 2 cores
+    python -m kernel_regime.seqlen_sweep           # quick: T in 4 16 64, ~3 min on 2 cores
     python -m kernel_regime.seqlen_sweep --full    # T in 4 16 64 256, n 5000, K 4000
 """
 import time

@@ -6,8 +6,9 @@ and eval mode, and records with forward hooks (the models are not changed), per 
     depth k = 0..L-1  the output of block k's ln_1: the normalized point the attention oracle sees,
                       LN(X_k) for the baseline, LN(X_k + mu_a V_k) (the look-ahead) for nesterov
     depth L           the output of ln_f: what the head sees
-the histogram and mean of the pairwise cosine similarities of tokens in the same window, the
-fraction of pairs above --threshold and the clusters (sphere.count_clusters), the mean per-token
+the histogram and mean of the pairwise cosine similarities of tokens in the same window (also
+apart for pairs of equal and of different token ids), the fraction of pairs above --threshold,
+the share of those that are equal ids, the clusters (sphere.count_clusters), the mean per-token
 |X_k| of the residual stream; for nesterov also |V_k|, the norm after every velocity update and
 the learned mu/beta/gamma. The text is cut into windows of block_size tokens (positions 0..T-1).
 $ python -m dynamics.bridge --ckpt out/ckpt_best.pt --ckpt out-nesterov/ckpt_best.pt
@@ -80,15 +81,21 @@ def capture(model, idx):
     return seen
 
 
-def cosine_stats(z, bins, threshold):
-    """Pairwise cosines of the tokens of each window, z (W, T, C): histogram counts on [-1, 1]
-    (W T (T-1) / 2 pairs in all), mean, fraction above threshold, mean clusters per window."""
+def cosine_stats(z, idx, bins, threshold):
+    """Pairwise cosines of the tokens of each window, z (W, T, C) from ids idx (W, T): histogram
+    counts on [-1, 1] (W T (T-1) / 2 pairs in all), mean, fraction above threshold, mean clusters
+    per window; and, apart, the pairs of equal token ids (e.g. two spaces), which a model can map
+    close together without any interaction, against the pairs of different ones."""
     u = normalize(z.double())
     cos = offdiag(gram(u)).clamp(-1, 1)  # (W, T(T-1)/2); rounding can step past +-1
+    same = offdiag(idx[:, :, None] == idx[:, None, :])
+    above = cos > threshold
     counts = torch.histc(cos.flatten(), bins=bins, min=-1, max=1)  # the right edge is included
-    return dict(hist=counts.long().tolist(), mean_cos=cos.mean().item(),
-                frac_above=(cos > threshold).double().mean().item(),
-                clusters=count_clusters(u, threshold).double().mean().item())
+    mean = lambda t: t.mean().item() if t.numel() else None
+    return dict(hist=counts.long().tolist(), mean_cos=cos.mean().item(), frac_above=mean(above.double()),
+                clusters=count_clusters(u, threshold).double().mean().item(),
+                mean_cos_same_token=mean(cos[same]), mean_cos_other_token=mean(cos[~same]),
+                above_same_token=mean(same[above].double()))
 
 
 def mean_norm(t):
@@ -101,10 +108,10 @@ def analyse(model, idx, bins=50, threshold=0.999):
     L = model.config.n_layer
     rec = dict(depths=[f"block {k} ln_1" for k in range(L)] + ["ln_f"], n_windows=idx.shape[0], T=idx.shape[1],
                threshold=threshold, bin_edges=torch.linspace(-1, 1, bins + 1).tolist(),
-               hist=[], mean_cos=[], frac_above=[], clusters=[], x_norm=[mean_norm(x) for x in seen["x"]])
+               x_norm=[mean_norm(x) for x in seen["x"]])
     for z in seen["ln"]:
-        for k, val in cosine_stats(z, bins, threshold).items():
-            rec[k].append(val)
+        for k, val in cosine_stats(z, idx, bins, threshold).items():
+            rec.setdefault(k, []).append(val)
     if seen["v"]:
         rec["v_norm"] = [mean_norm(v) for v in seen["v"]]
         rec["v_update_norm"] = [mean_norm(v) for v in seen["v_updates"]]

@@ -85,7 +85,7 @@ def test_one_record_per_layer_and_final(ckpts, name):
     rec = analyse(model, idx_of(model), bins=40)
     L = model.config.n_layer
     assert rec['depths'] == ['block 0 ln_1', 'block 1 ln_1', 'block 2 ln_1', 'ln_f']
-    for key in ('hist', 'mean_cos', 'frac_above', 'clusters', 'x_norm'):
+    for key in ('hist', 'mean_cos', 'frac_above', 'clusters', 'x_norm', 'mean_cos_same_token', 'above_same_token'):
         assert len(rec[key]) == L + 1, key
     assert all(len(h) == 40 for h in rec['hist'])
     assert all(-1 <= m <= 1 for m in rec['mean_cos'])
@@ -106,6 +106,9 @@ def test_histogram_counts_all_pairs_and_mean_is_direct(ckpts, name):
         assert cos.abs().max() <= 1 + 1e-12
         assert abs(rec['mean_cos'][k] - cos.mean().item()) < 1e-9
         assert abs(rec['frac_above'][k] - (cos > 0.999).double().mean().item()) < 1e-12
+        same = (idx[:, :, None] == idx[:, None, :])[:, upper]
+        assert abs(rec['mean_cos_same_token'][k] - cos[same].mean().item()) < 1e-9
+        assert abs(rec['mean_cos_other_token'][k] - cos[~same].mean().item()) < 1e-9
         # the histogram is the one of these cosines (bins of width 2/50 from -1)
         bins = ((cos.flatten() + 1) / 2 * 50).floor().clamp(max=49).long()
         assert rec['hist'][k] == torch.bincount(bins, minlength=50).tolist()

@@ -1,0 +1,245 @@
+"""
+What a training step costs, per model, on identical shapes and data: ms per iteration,
+tokens/s, MFU, peak memory, parameter counts and forward-only throughput, eager and compiled.
+
+$ python bench.py                                   # the repo's default CPU model, eager, ~1 minute on 2 idle cores
+$ python bench.py --compile=both                    # eager and torch.compile (compiling adds minutes on a CPU)
+$ python bench.py --shape=gpt2                      # GPT-2 small (12/12/768, block 1024), for a GPU
+$ python bench.py --arms=gpt,nesterov,nesterov_euler --out=bench_euler.json
+
+Each (arm, compile) pair is measured in its own fresh process, so a CPU peak RSS (a lifetime
+high-water mark) never leaks from one arm into the next; the arms run interleaved over
+`rounds`, in alternating order, so background load hits them alike. Warm-up steps (and
+compilation) are excluded from every timing. Prints one table and writes `out` as JSON,
+including the ratios of every arm to the baseline (gpt).
+"""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+import loader
+import runtime
+from checkpoint import build_model
+from configurator import configure_globals
+
+# -----------------------------------------------------------------------------
+shape = 'cpu'  # 'cpu': the repo's default model (4 layers, 128 wide, bytes); 'gpt2': GPT-2 small
+arms = 'gpt,polyak,nesterov'  # comma-separated: gpt (model.py) or {gd,polyak,nesterov}[_euler] (model_nesterov.py)
+batch_size = None  # None: the shape's; any of these five overrides it
+block_size = None
+n_layer = None
+n_head = None
+n_embd = None
+dataset = 'python_docs'  # real batches from data_root/<dataset>, or 'random' tokens; identical for every arm
+data_root = 'data'
+warmup_iters = 5  # excluded from the timings (compilation happens here)
+bench_iters = 20  # timed training iterations per arm and round
+fwd_iters = 10  # timed forward-only (no_grad, eval mode) iterations per arm and round
+rounds = 3  # every arm is measured this many times, interleaved, in a fresh process each time
+compile = 'auto'  # 'both', 'True' (compiled only), 'False' (eager only); 'auto': both on CUDA, eager on the CPU
+threads = 0  # torch threads per process; 0 keeps torch's default. 1 is far steadier on a shared, loaded machine
+device = 'auto'
+dtype = 'auto'  # as in train.py: bfloat16 where the hardware has it, else float32
+seed = 1337
+out = 'bench.json'
+child = ''  # internal: 'ARM:COMPILE' measures that one arm in this process and prints one JSON line
+# -----------------------------------------------------------------------------
+config = configure_globals(globals())
+# -----------------------------------------------------------------------------
+SHAPES = dict(cpu=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, vocab_size=256),
+              gpt2=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=12, vocab_size=50304))
+NUMBERS = ['ms_per_iter', 'tokens_per_s', 'mfu', 'peak_mem_mb', 'model_mem_mb', 'params_total',
+           'params_non_embedding', 'fwd_ms_per_iter', 'fwd_tokens_per_s']
+
+
+def arm_model(arm):
+    """(model_type, extra model args) for an arm name."""
+    if arm == 'gpt':
+        return 'gpt', {}
+    momentum, _, splitting = arm.partition('_')
+    if momentum not in ('gd', 'polyak', 'nesterov') or splitting not in ('', 'euler'):
+        sys.exit(f"error: unknown arm {arm!r}: use gpt, gd, polyak, nesterov, gd_euler, polyak_euler or nesterov_euler")
+    return 'nesterov', dict(momentum=momentum, splitting=splitting or 'lie_trotter')
+
+
+def the_shape():
+    if shape not in SHAPES:
+        sys.exit(f"error: shape={shape!r}: use 'cpu' or 'gpt2'")
+    s = dict(SHAPES[shape])
+    s.update({k: config[k] for k in ('batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd') if config[k] is not None})
+    return s
+
+
+def make_batches(s, device, n=4):
+    """n fixed batches (the same for every arm): windows of the prepared corpus, or random ids."""
+    gen = torch.Generator().manual_seed(seed)
+    if dataset == 'random':
+        xs = [torch.randint(s['vocab_size'], (s['batch_size'], s['block_size'] + 1), generator=gen) for _ in range(n)]
+        return [(x[:, :-1].to(device), x[:, 1:].to(device)) for x in xs]
+    data_dir = os.path.join(data_root, dataset)
+    if dataset == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
+        from prepare.python_docs import prepare
+        prepare(data_dir)
+    try:
+        data = loader.open_split(data_dir, 'train', s['block_size'], s['vocab_size'])
+    except loader.DataError as e:
+        sys.exit(f"error: {e}")
+    return [loader.get_batch(data, loader.batch_offsets(gen, len(data), s['block_size'], s['batch_size']),
+                             s['block_size'], device) for _ in range(n)]
+
+
+def peak_memory_mb(device_type):
+    if device_type == 'cuda':
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux reports KiB
+
+
+def timed(fn, n, sync):
+    """Seconds per call of fn, one entry per call."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(arm, compiled):
+    """One arm in this (fresh) process: train steps, then forward-only steps."""
+    s = the_shape()
+    try:
+        rt = runtime.setup(device, dtype, compiled, verbose=False)
+    except runtime.RuntimeSetupError as e:
+        sys.exit(f"error: {e}")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if rt.device_type == 'cuda' else (lambda: None)
+    batches = make_batches(s, rt.device)
+    mem_before = peak_memory_mb(rt.device_type)  # torch, the data and the interpreter: not the model's
+    model_type, extra = arm_model(arm)
+    torch.manual_seed(seed)
+    raw_model = build_model(model_type, dict(block_size=s['block_size'], vocab_size=s['vocab_size'], n_layer=s['n_layer'],
+                                             n_head=s['n_head'], n_embd=s['n_embd'], dropout=0.0, bias=False, **extra))
+    raw_model.to(rt.device)
+    # train.py's default optimizer and step: AdamW, autocast, clipping at 1.0
+    optimizers = raw_model.configure_optimizers('adamw', 0.1, 1e-3, (0.9, 0.99), rt.device_type)
+    model = rt.maybe_compile(raw_model)
+    step_count = [0]
+
+    def train_step():
+        X, Y = batches[step_count[0] % len(batches)]
+        step_count[0] += 1
+        with rt.autocast():
+            _, loss = model(X, Y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), 1.0)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    def forward_step():
+        X, Y = batches[step_count[0] % len(batches)]
+        step_count[0] += 1
+        with torch.no_grad(), rt.autocast():
+            model(X, Y)
+
+    timed(train_step, warmup_iters, sync)
+    train_times = timed(train_step, bench_iters, sync)
+    peak = peak_memory_mb(rt.device_type)
+    raw_model.eval()
+    timed(forward_step, max(2, warmup_iters // 2), sync)
+    fwd_times = timed(forward_step, fwd_iters, sync)
+    return dict(arm=arm, compile=rt.compile, device=rt.device, dtype=rt.dtype, train_times=train_times, fwd_times=fwd_times,
+                peak_mem_mb=peak, model_mem_mb=peak - mem_before if rt.device_type != 'cuda' else peak,
+                params_total=raw_model.get_num_params(False), params_non_embedding=raw_model.get_num_params(True),
+                mfu_per_s=raw_model.estimate_mfu(s['batch_size'], 1.0, rt.device, rt.dtype))
+
+
+def summarize(runs, s):
+    """An arm's rounds: the best round's median iteration time (other processes only ever slow a
+    round down, as timeit's docs argue for its min), and the highest peak memory."""
+    tokens = s['batch_size'] * s['block_size']
+    ms = 1000 * min(statistics.median(r['train_times']) for r in runs)
+    fwd_ms = 1000 * min(statistics.median(r['fwd_times']) for r in runs)
+    mfu = runs[0]['mfu_per_s']  # MFU at dt = 1 s; None where the device's peak is unknown
+    return dict(arm=runs[0]['arm'], compile=runs[0]['compile'], ms_per_iter=ms, tokens_per_s=tokens / ms * 1000,
+                mfu=None if mfu is None else mfu / (ms / 1000), peak_mem_mb=max(r['peak_mem_mb'] for r in runs),
+                model_mem_mb=max(r['model_mem_mb'] for r in runs), params_total=runs[0]['params_total'],
+                params_non_embedding=runs[0]['params_non_embedding'], fwd_ms_per_iter=fwd_ms,
+                fwd_tokens_per_s=tokens / fwd_ms * 1000, rounds=len(runs))
+
+
+def main():
+    s = the_shape()
+    arm_list = [a.strip() for a in arms.split(',') if a.strip()]
+    for a in arm_list:
+        arm_model(a)  # unknown names stop here, before any process starts
+    try:
+        cuda = runtime.resolve_device(device).startswith('cuda')
+    except runtime.RuntimeSetupError as e:
+        sys.exit(f"error: {e}")
+    modes = dict(both=[False, True], true=[True], false=[False], auto=[False, True] if cuda else [False]).get(compile.lower())
+    if modes is None:
+        sys.exit(f"error: compile={compile!r}: use 'auto', 'both', 'True' or 'False'")
+    pairs = [(a, c) for c in modes for a in arm_list]
+    runs = {p: [] for p in pairs}
+    print(f"bench: shape {shape} {s}, arms {arm_list}, compile {modes}, {rounds} round(s) of "
+          f"{warmup_iters} warm-up + {bench_iters} timed iterations, data {dataset}")
+    for r in range(rounds):
+        for arm, compiled in (pairs if r % 2 == 0 else pairs[::-1]):  # alternate order: no arm always first
+            argv = [a for a in sys.argv[1:] if not a.startswith('--child=')] + [f'--child={arm}:{compiled}']
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True,
+                                  env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))))
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+            if proc.returncode != 0 or not lines:
+                sys.exit(f"error: measuring {arm} (compile={compiled}) failed:\n{proc.stdout}{proc.stderr}")
+            result = json.loads(lines[-1])
+            runs[(arm, compiled)].append(result)
+            print(f"  round {r + 1}: {arm:15s} compile={compiled!s:5s} "
+                  f"{1000 * statistics.median(result['train_times']):8.1f} ms/iter  peak {result['peak_mem_mb']:8.1f} MB")
+    rows = [summarize(runs[p], s) for p in pairs]
+    base = arm_list[0] if 'gpt' not in arm_list else 'gpt'
+    ratios = {}
+    for row in rows:
+        ref = next(b for b in rows if b['arm'] == base and b['compile'] == row['compile'])
+        if row['arm'] != base:
+            ratios[f"{row['arm']}/{base}" + (' compiled' if row['compile'] else ' eager')] = {
+                k: row[k] / ref[k] for k in ('tokens_per_s', 'fwd_tokens_per_s', 'peak_mem_mb', 'model_mem_mb')}
+    first = runs[pairs[0]][0]
+    print(f"\n{first['device']}, {first['dtype']}, torch {torch.__version__}, {os.cpu_count()} cpus, "
+          f"batch {s['batch_size']} x block {s['block_size']}, "
+          f"{threads or torch.get_num_threads()} threads; best of {rounds} rounds' medians over {bench_iters} iterations")
+    print(f"| arm | compile | ms/iter | tokens/s | MFU | peak mem MB | model mem MB | params | non-emb params "
+          f"| fwd ms/iter | fwd tokens/s |\n|{'---|' * 11}")
+    for r in rows:
+        mfu = 'n/a' if r['mfu'] is None else f"{100 * r['mfu']:.2f}%"
+        print(f"| {r['arm']} | {r['compile']} | {r['ms_per_iter']:.1f} | {r['tokens_per_s']:,.0f} | {mfu} "
+              f"| {r['peak_mem_mb']:.0f} | {r['model_mem_mb']:.1f} | {r['params_total']:,} | {r['params_non_embedding']:,} "
+              f"| {r['fwd_ms_per_iter']:.1f} | {r['fwd_tokens_per_s']:,.0f} |")
+    print("\nratios to the baseline (model mem = peak minus the process's memory before the model was built):")
+    for name, rat in ratios.items():
+        print(f"  {name}: tokens/s {rat['tokens_per_s']:.3f}x (target >= 0.90x), fwd tokens/s "
+              f"{rat['fwd_tokens_per_s']:.3f}x, peak mem {rat['peak_mem_mb']:.3f}x (target <= 1.30x), "
+              f"model mem {rat['model_mem_mb']:.3f}x")
+    machine = dict(device=first['device'], dtype=first['dtype'], torch=torch.__version__, cpus=os.cpu_count(),
+                   threads=threads or torch.get_num_threads(),
+                   date=time.strftime('%Y-%m-%d %H:%M'))
+    with open(out, 'w') as f:
+        json.dump(dict(config=config, shape=s, machine=machine, results=rows, ratios=ratios,
+                       runs=[r for p in pairs for r in runs[p]]), f, indent=1)
+    print(f"wrote {out}")
+
+
+if __name__ == '__main__':
+    if child:
+        arm_name, _, flag = child.partition(':')
+        print(json.dumps(measure(arm_name, flag == 'True')))
+    else:
+        main()

@@ -1,0 +1,33 @@
+"""bench.py as a user runs it, on a tiny shape: one table, and a JSON with every number."""
+import json
+
+from conftest import run_script
+
+TINY_SHAPE = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=4',
+              '--rounds=2', '--warmup_iters=1', '--bench_iters=2', '--fwd_iters=2', '--compile=False']
+
+
+def test_bench_writes_every_field_positive(tmp_path, data_root):
+    out = tmp_path / 'bench.json'
+    proc = run_script('bench.py', *TINY_SHAPE, '--arms=gpt,polyak,nesterov', f'--data_root={data_root}', f'--out={out}')
+    assert '| arm | compile | ms/iter |' in proc.stdout
+    report = json.loads(out.read_text())
+    assert [r['arm'] for r in report['results']] == ['gpt', 'polyak', 'nesterov']
+    for row in report['results']:
+        assert row['compile'] is False and row['rounds'] == 2
+        for field in ('ms_per_iter', 'tokens_per_s', 'mfu', 'peak_mem_mb', 'model_mem_mb', 'params_total',
+                      'params_non_embedding', 'fwd_ms_per_iter', 'fwd_tokens_per_s'):
+            assert row[field] is not None and row[field] > 0, (row['arm'], field, row[field])
+        assert row['params_non_embedding'] < row['params_total']
+    rows = {r['arm']: r for r in report['results']}
+    # the velocity tables (vte, vpe) are embeddings: extra total parameters, almost no extra non-embedding ones
+    assert rows['nesterov']['params_total'] - rows['gpt']['params_total'] == (256 + 32) * 32 + 2 * 6 + 2 * 32
+    assert set(report['ratios']) == {'polyak/gpt eager', 'nesterov/gpt eager'}
+    for ratio in report['ratios'].values():
+        assert all(v > 0 for v in ratio.values())
+    assert len(report['runs']) == 3 * 2  # every arm measured in each round, each in its own process
+
+
+def test_bench_rejects_unknown_arm(tmp_path):
+    proc = run_script('bench.py', '--arms=gpt,adam', f'--out={tmp_path / "b.json"}', check=False)
+    assert proc.returncode != 0 and 'unknown arm' in proc.stderr and not (tmp_path / 'b.json').exists()

@@ -95,6 +95,7 @@ class GPTConfig:
 
 
 class GPT(nn.Module):
+    block_class = Block  # one layer = one optimizer iteration; model_nesterov.py swaps in its own
 
     def __init__(self, config):
         super().__init__()
@@ -104,7 +105,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([self.block_class(config) for _ in range(config.n_layer)]),
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

@@ -23,7 +23,7 @@ Trained by train.py with model_type='nesterov'; prints a checkpoint's learned sc
 import argparse
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -113,17 +113,18 @@ class NesterovBlock(Block):
 
 
 class NesterovGPT(GPT):
+    block_class = NesterovBlock
 
     def __init__(self, config):
-        # GPT builds the embeddings, ln_f and the tied head; n_layer=0 spares building baseline
-        # blocks only to replace them (h keeps its place in the ModuleDict, so the order matches)
-        super().__init__(replace(config, n_layer=0))
-        self.config = config
-        self.transformer.h = nn.ModuleList([NesterovBlock(config) for _ in range(config.n_layer)])
+        # GPT builds and initializes what the two models share in the baseline's order (the
+        # scalars and LN_v draw no random numbers), so one seed gives both the same weights there
+        # and gd exactly the baseline; the velocity tables come after, from the same stream
+        super().__init__(config)
         if config.momentum != 'gd' and config.velocity_init == 'embedding':
             self.transformer.vte = nn.Embedding(config.vocab_size, config.n_embd)
             self.transformer.vpe = nn.Embedding(config.block_size, config.n_embd)
-        self.init_weights()  # c_proj scaling now sees the real n_layer
+            self.transformer.vte.apply(self._init_weights)
+            self.transformer.vpe.apply(self._init_weights)
 
     def initial_velocity(self, idx, x):
         """V0 (B, T, C). 'tied' is wte(idx) without wpe: with wpe it would equal X0 (before

@@ -72,6 +72,21 @@ def baseline_and_gd(splitting):
     return base, gd
 
 
+@pytest.mark.parametrize('momentum,splitting', [('gd', 'lie_trotter'), ('polyak', 'lie_trotter'),
+                                                ('nesterov', 'lie_trotter'), ('nesterov', 'euler')])
+def test_same_seed_gives_the_baseline_initial_weights(momentum, splitting):
+    """Every parameter shared with the baseline starts equal under one seed, so compared arms
+    differ only in what the mathematics adds."""
+    torch.manual_seed(7)
+    base = model.GPT(model.GPTConfig(**TINY)).state_dict()
+    torch.manual_seed(7)
+    net = NesterovGPT(NesterovConfig(**TINY, momentum=momentum, splitting=splitting)).state_dict()
+    assert all(torch.equal(net[k], v) for k, v in base.items())
+    extra = set(net) - set(base)
+    assert (extra == set()) == (momentum == 'gd')
+    assert {'transformer.vte.weight', 'transformer.vpe.weight'} <= extra or momentum == 'gd'
+
+
 def test_gd_variant_equals_baseline():
     base, gd = baseline_and_gd('lie_trotter')
     idx = batch()

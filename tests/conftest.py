@@ -26,6 +26,17 @@ def run_script(script, *args, cwd=ROOT, check=True, torchrun=0, timeout=300):
     return proc
 
 
+@pytest.fixture(scope='module')
+def one_thread():
+    """Tiny numerical systems run several times faster on one torch thread than on two busy
+    cores; restored afterwards for the other tests."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory):
     """data_root with the offline default corpus prepared once for the whole session."""

@@ -12,13 +12,7 @@ from dynamics.inertial import (classical_step, drift, energy, forces, moment_fie
 from dynamics.sphere import rk4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # N = 256 tokens in d = 4: threads cost more in sync than they save on 2 busy cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny systems: threads cost more than they save
 
 
 def gen(seed=0):

@@ -10,13 +10,7 @@ from dynamics.sphere import (angle_field, count_clusters, energy, field, gamma_o
                              random_sphere, rk4, simulate, step)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these systems are tiny: threads cost more in sync than they save (8x on 2 busy cores)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny systems: threads cost more than they save
 
 
 def gen(seed=0):

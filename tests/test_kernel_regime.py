@@ -19,13 +19,8 @@ from kernel_regime.seqlen_sweep import run_T
 RHO = {'W': 3.0, 'U': 3.0, 'c': 3.0, 'W_in': 3.0, 'u': 3.0}
 F64 = torch.float64
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # one thread is several times faster than two on a shared 2-core box; restore for other tests
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny systems: threads cost more than they save
+
 
 def small_teacher_problem(seed, n=250, d=8, T=8, M=1024, dtype=torch.float32):
     teacher = make_teacher(d, T, M=M, seed=seed, dtype=dtype)

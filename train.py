@@ -32,6 +32,7 @@ import runtime
 from checkpoint import (CheckpointError, build_model, load_checkpoint, model_arg_names,
                         save_checkpoint)
 from configurator import configure_globals
+from model_nesterov import format_scalars
 
 # -----------------------------------------------------------------------------
 # default config values: a 4-layer byte-level GPT on the Python docs, ~2-3 minutes on 2 CPU cores
@@ -265,8 +266,8 @@ while True:
         if rt.master_process:
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             scalars = raw_model.learned_scalars()
-            for name, values in scalars.items():
-                print(f"  {name:8s} " + ' '.join(f"{v:.3f}" for v in values))
+            if scalars:
+                print(format_scalars(scalars))
             log_json({'event': 'eval', 'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
                       'lr': lr_scale * learning_rate, 'train_time': train_time, 'tokens': iter_num * tokens_per_iter,
                       'scalars': scalars})

@@ -162,12 +162,17 @@ def measure(arm, compiled):
                 mfu_per_s=raw_model.estimate_mfu(s['batch_size'], 1.0, rt.device, rt.dtype))
 
 
+def lower_quartile(times):
+    return statistics.quantiles(times, n=4, method='inclusive')[0]
+
+
 def summarize(runs, s):
-    """An arm's rounds: the best round's median iteration time (other processes only ever slow a
-    round down, as timeit's docs argue for its min), and the highest peak memory."""
+    """An arm's rounds pooled: the lower quartile of its iteration times (other processes only ever
+    slow an iteration down, and on a shared machine they can spoil a whole round's median), and the
+    highest peak memory."""
     tokens = s['batch_size'] * s['block_size']
-    ms = 1000 * min(statistics.median(r['train_times']) for r in runs)
-    fwd_ms = 1000 * min(statistics.median(r['fwd_times']) for r in runs)
+    ms = 1000 * lower_quartile([t for r in runs for t in r['train_times']])
+    fwd_ms = 1000 * lower_quartile([t for r in runs for t in r['fwd_times']])
     mfu = runs[0]['mfu_per_s']  # MFU at dt = 1 s; None where the device's peak is unknown
     return dict(arm=runs[0]['arm'], compile=runs[0]['compile'], ms_per_iter=ms, tokens_per_s=tokens / ms * 1000,
                 mfu=None if mfu is None else mfu / (ms / 1000), peak_mem_mb=max(r['peak_mem_mb'] for r in runs),
@@ -215,7 +220,7 @@ def main():
     first = runs[pairs[0]][0]
     print(f"\n{first['device']}, {first['dtype']}, torch {torch.__version__}, {os.cpu_count()} cpus, "
           f"batch {s['batch_size']} x block {s['block_size']}, "
-          f"{threads or torch.get_num_threads()} threads; best of {rounds} rounds' medians over {bench_iters} iterations")
+          f"{threads or torch.get_num_threads()} threads; lower quartile of {rounds} x {bench_iters} iterations")
     print(f"| arm | compile | ms/iter | tokens/s | MFU | peak mem MB | model mem MB | params | non-emb params "
           f"| fwd ms/iter | fwd tokens/s |\n|{'---|' * 11}")
     for r in rows:

@@ -2,7 +2,7 @@
 What a training step costs, per model, on identical shapes and data: ms per iteration,
 tokens/s, MFU, peak memory, parameter counts and forward-only throughput, eager and compiled.
 
-$ python bench.py                                   # the repo's default CPU model, eager, ~1 minute on 2 idle cores
+$ python bench.py                                   # the repo's default CPU model, eager: 3 arms x 3 rounds of fresh processes
 $ python bench.py --compile=both                    # eager and torch.compile (compiling adds minutes on a CPU)
 $ python bench.py --shape=gpt2                      # GPT-2 small (12/12/768, block 1024), for a GPU
 $ python bench.py --arms=gpt,nesterov,nesterov_euler --out=bench_euler.json
@@ -163,7 +163,7 @@ def measure(arm, compiled):
 
 
 def lower_quartile(times):
-    return statistics.quantiles(times, n=4, method='inclusive')[0]
+    return statistics.quantiles(times, n=4, method='inclusive')[0] if len(times) > 1 else times[0]
 
 
 def summarize(runs, s):

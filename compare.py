@@ -20,7 +20,6 @@ budget set lr_decay_iters near the number of steps the budget allows. Writes to 
 runs.csv, summary.csv, curves.csv, curves.png, table.md, and each run in <arm>/seed<k>/.
 """
 import argparse
-import ast
 import csv
 import json
 import os
@@ -33,7 +32,7 @@ import torch
 
 import loader
 from checkpoint import build_model, model_arg_names
-from configurator import ConfigError, configure
+from configurator import ConfigError, configure, script_defaults
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 TRAIN = os.path.join(ROOT, 'train.py')
@@ -42,17 +41,6 @@ for _m in ('gd', 'polyak', 'nesterov'):
     BUILTIN[_m] = ['--model_type=nesterov', f'--momentum={_m}', '--splitting=lie_trotter']
     BUILTIN[f'{_m}_euler'] = ['--model_type=nesterov', f'--momentum={_m}', '--splitting=euler']
 METRICS = ['best_val', 'final_val', 'val_at_steps', 'val_at_time', 'tokens_per_s']
-
-
-def train_defaults():
-    """train.py's config globals and defaults: its literal assignments above configure_globals."""
-    defaults = {}
-    for node in ast.parse(open(TRAIN).read()).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == 'config':
-                break
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
-    return defaults
 
 
 def parse_arm(spec, common):
@@ -238,7 +226,7 @@ def main():
         print(write_outputs(runs, *analyse(runs), args.out_dir))
         print(f"wrote runs.csv, summary.csv, curves.csv, curves.png and table.md to {args.out_dir}")
         return
-    defaults = train_defaults()
+    defaults = script_defaults(TRAIN)
     arms = [parse_arm(spec, common) for spec in args.arms]
     if len({a[0] for a in arms}) != len(arms):
         sys.exit("error: two arms share a name: name them, e.g. --arms baseline copy=baseline")

@@ -97,3 +97,17 @@ def configure_globals(scope, argv=None):
         print(f"config: {k} = {v!r}")
     scope.update(overrides)
     return {k: scope[k] for k in keys}
+
+
+def script_defaults(path):
+    """A script's config knobs and defaults, read from its source without running it: the
+    literal assignments at the top level before `config = configure_globals(...)`."""
+    defaults = {}
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == 'config':
+                break
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults

@@ -323,7 +323,7 @@ while True:
         dt = time.perf_counter() - t0
         train_time += dt
         if iter_num > 5:  # the first iterations include compilation and warm-up
-            mfu = raw_model.estimate_mfu(gradient_accumulation_steps, dt, rt.device, rt.dtype)
+            mfu = raw_model.estimate_mfu(batch_size * grad_accum_local, dt, rt.device, rt.dtype)
             if mfu is not None:
                 running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
         print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr_scale * learning_rate:.2e}, grad norm {grad_norm.item():.3f}, "

@@ -1,9 +1,9 @@
 """compare.py as a user runs it: arms x seeds through train.py, then CSVs, a plot and the table."""
 import csv
-import os
 
 import pytest
 
+from configurator import script_defaults
 from conftest import TINY, run_script
 
 ARMS = ['baseline', 'copy=baseline', 'gd', 'polyak']
@@ -65,7 +65,7 @@ def test_summarize_existing_runs(comparison, tmp_path):
 
 def test_matched_arm_is_the_closest_baseline(tmp_path, data_root):
     import compare
-    cfg = compare.resolve(['--n_layer=4', '--n_head=4', '--n_embd=128', f'--data_root={data_root}'], compare.train_defaults())
+    cfg = compare.resolve(['--n_layer=4', '--n_head=4', '--n_embd=128', f'--data_root={data_root}'], script_defaults(compare.TRAIN))
     target = compare.cfg_params({**cfg, 'model_type': 'nesterov', 'momentum': 'nesterov'})[0]
     key, value = compare.match_params(cfg, target)
     best = abs(compare.cfg_params({**cfg, key: value})[0] - target)

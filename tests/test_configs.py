@@ -1,13 +1,12 @@
 """config/: every file is valid, the arms of a comparison differ only in the model, the paper's
 recipe is what the paper configs say, and train_default.py is what `python train.py` runs."""
-import ast
 import dataclasses
 import glob
 import os
 
 import pytest
 
-from configurator import configure
+from configurator import configure, script_defaults
 from conftest import ROOT
 from model import GPTConfig
 from model_nesterov import NesterovConfig
@@ -16,15 +15,7 @@ MODEL_KEYS = {'model_type', 'momentum', 'splitting', 'velocity_init', 'out_dir',
 
 
 def train_defaults():
-    """train.py's knobs and defaults, read from its source (running it would start training)."""
-    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
-    defaults = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == 'config':
-                break
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
-    return defaults
+    return script_defaults(os.path.join(ROOT, 'train.py'))
 
 
 def load(name):

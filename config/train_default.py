@@ -23,8 +23,8 @@ beta2 = 0.99
 weight_decay = 0.1
 grad_clip = 1.0
 
-max_iters = 2000
-lr_decay_iters = 2000
+max_iters = 1500
+lr_decay_iters = 1500
 warmup_iters = 100
 min_lr = 1e-4
 

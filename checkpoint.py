@@ -56,11 +56,12 @@ def save_checkpoint(ckpt, path):
             os.remove(tmp)
 
 
-def load_checkpoint(path, map_location='cpu'):
+def load_checkpoint(path, map_location='cpu', mmap=False):
+    """The checkpoint dict; mmap=True maps the tensors instead of reading them (for metadata)."""
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path}: train one first (python train.py --out_dir={os.path.dirname(path) or '.'})")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}): it is corrupt or "
                               f"truncated; use the other checkpoint in its directory or retrain")

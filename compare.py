@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import loader
-from checkpoint import build_model, model_arg_names
+from checkpoint import CheckpointError, build_model, load_checkpoint, model_arg_names
 from configurator import ConfigError, configure, script_defaults
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -115,7 +115,10 @@ def read_run(run_dir, arm, seed):
                params_total=None, params_non_embedding=None)
     ckpt_path = os.path.join(run_dir, 'ckpt.pt')
     if os.path.exists(ckpt_path):  # mmap: a GPT-2 checkpoint's tensors are not read for the model args
-        ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True, mmap=True)
+        try:
+            ckpt = load_checkpoint(ckpt_path, mmap=True)
+        except CheckpointError as e:
+            sys.exit(f"error: {e}")
         run['params_total'], run['params_non_embedding'] = count_params(ckpt['model_type'], ckpt['model_args'])
     return run
 

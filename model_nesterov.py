@@ -177,11 +177,12 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description="print a checkpoint's learned scalars per layer")
     parser.add_argument('ckpt', help='path to a checkpoint saved by train.py, e.g. out/ckpt.pt')
     ckpt_path = parser.parse_args().ckpt
+    from checkpoint import CheckpointError, load_checkpoint  # lazy: checkpoint.py imports this file
     try:
-        checkpoint = torch.load(ckpt_path, map_location='cpu', weights_only=True)
-        model_type, model_args, state_dict = checkpoint['model_type'], checkpoint['model_args'], checkpoint['model']
-    except Exception as e:
-        sys.exit(f"error: cannot read checkpoint {ckpt_path}: {type(e).__name__}: {e}".splitlines()[0])
+        checkpoint = load_checkpoint(ckpt_path)
+    except CheckpointError as e:
+        sys.exit(f"error: {e}")
+    model_type, model_args, state_dict = checkpoint['model_type'], checkpoint['model_args'], checkpoint['model']
     if model_type != 'nesterov':
         print(f"{ckpt_path}: model_type {model_type!r}, the baseline has no learned scalars")
         sys.exit(0)

@@ -5,8 +5,11 @@ torch.compile, and torchrun/DDP. train.py, sample.py and bench.py read what it d
     device: 'auto' (cuda if present, else cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
     dtype:  'auto' (bfloat16 where the hardware has it, else float32) | 'bfloat16' | 'float16' | 'float32'
 """
+import ctypes
 import os
+import platform
 import shutil
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -56,6 +59,27 @@ def compile_blocker(device_type):
     if device_type not in ('cpu', 'cuda'):
         return f"inductor does not target device type {device_type!r}"
     return None
+
+
+def keep_freed_memory():
+    """Make glibc malloc keep freed memory for reuse instead of handing it back to the OS.
+
+    A CPU training step allocates and frees the same activation buffers every iteration. By
+    default glibc serves large blocks with mmap and trims the heap top past M_TRIM_THRESHOLD, so
+    every step faults the same pages back in and the kernel zeroes them again: at the default
+    shape 1.9k page faults per step for the baseline, 4.9k for nesterov (more live activations),
+    3 and 11 ms of system time per step. With both thresholds raised, the heap is reused and
+    faults drop to ~0 (jemalloc and tcmalloc, which PyTorch's CPU tuning guide recommends via
+    LD_PRELOAD, behave this way by default). Peak RSS is unchanged: it is the same high-water
+    mark. Linux/glibc only; returns whether it applied.
+    """
+    if sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc':
+        return False
+    libc = ctypes.CDLL('libc.so.6')
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    # the mmap threshold must be set too: fixing either disables glibc's dynamic thresholds, and
+    # mmap-served blocks would then never be reused. 32 MiB is glibc's largest allowed value
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
 @dataclass
@@ -109,6 +133,8 @@ def setup(device='auto', dtype='auto', compile=True, backend='auto', verbose=Tru
         # TF32 matmuls for whatever runs in float32 outside autocast
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if device_type == 'cpu':
+        keep_freed_memory()
     return Runtime(device, device_type, dtype, bool(compile and not blocker), ddp, rank, local_rank, world_size)
 
 

@@ -196,8 +196,10 @@ class GPT(nn.Module):
             groups.append(dict(params=scalars, weight_decay=0.0, base_lr=learning_rate * scalar_lr_mult))
         for g in groups:
             g['lr'] = g['base_lr']
-        # fused AdamW is a single kernel per step on CUDA; on the CPU the default (foreach) is right
-        use_fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
+        # fused AdamW: one kernel per tensor and step instead of a dozen foreach ops. On CUDA as in
+        # nanoGPT; on the CPU it halves the optimizer's time (AdamW step + clipping, default model:
+        # 4.0 -> 2.0 ms, nesterov's 57 tensors 5.5 -> 2.4 ms, measured on 2 cores)
+        use_fused = device_type in ('cuda', 'cpu') and 'fused' in inspect.signature(torch.optim.AdamW).parameters
         optimizers = [torch.optim.AdamW([g for g in groups if g['params']], betas=betas,
                                         **(dict(fused=True) if use_fused else {}))]
         if hidden:

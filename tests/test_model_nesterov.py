@@ -127,6 +127,53 @@ def test_polyak_equals_nesterov_with_mu_zero(splitting, velocity_init):
         torch.testing.assert_close(all_logits(nest, idx), all_logits(polyak, idx), rtol=0, atol=1e-6)
 
 
+def spec_block(block, x, v):
+    """One block written straight from the module docstring, unfused: the reference."""
+    s = block.scalars()
+    attn = lambda z: block.attn(block.ln_1(z))
+    mlp = lambda z: block.mlp(block.ln_2(z))
+    if block.splitting == 'lie_trotter':
+        for sub, oracle, ln_v in (('_a', attn, block.ln_v[0]), ('_m', mlp, block.ln_v[-1])):
+            v = ln_v(s['beta' + sub] * v + s['gamma' + sub] * oracle(x + s.get('mu' + sub, 0.0) * v))
+            x = x + v
+        return x, v
+    z = x + s.get('mu', 0.0) * v
+    v = block.ln_v[0](s['beta'] * v + s['gamma_a'] * attn(z) + s['gamma_m'] * mlp(z))
+    return x + v, v
+
+
+def block_outputs_and_grads(forward, block, dtype):
+    g = torch.Generator().manual_seed(3)
+    x, v, wx, wv = (torch.randn(2, 16, TINY['n_embd'], generator=g, dtype=dtype) for _ in range(4))
+    block.zero_grad()
+    xo, vo = forward(x, v)
+    ((xo * wx).sum() + (vo * wv).sum()).backward()
+    return [xo.detach(), vo.detach()] + [p.grad.clone() for p in block.parameters()]
+
+
+@pytest.mark.parametrize('velocity_norm', ['shared', 'per_substep', 'none'])
+@pytest.mark.parametrize('momentum,splitting', MOMENTUM_VARIANTS)
+def test_block_computes_the_spec_update_and_its_gradients(momentum, splitting, velocity_norm, monkeypatch):
+    """The block's fused update (addcmul, and gamma folded into LN_v) is the spec's formula: the
+    same outputs and the same gradient for every parameter, scalars included. Exactly so (to
+    float64 rounding) with LayerNorm's eps at 0; with eps = 1e-5 the fold turns LN_v's eps into
+    eps * gamma^2, which moves X and V here (random scalars, gamma up to ~2.5) by < 0.1%."""
+    block = perturb(make(momentum=momentum, splitting=splitting, velocity_norm=velocity_norm)).transformer.h[1]
+    spec = lambda x, v: spec_block(block, x, v)
+    got = block_outputs_and_grads(block.forward, block, torch.float32)
+    want = block_outputs_and_grads(spec, block, torch.float32)
+    assert len(got) == 2 + len(list(block.parameters())) and all(g is not None for g in got)
+    for a, b in zip(got[:2], want[:2]):  # X and V, to 0.1% of their largest entry
+        assert (a - b).abs().max() <= 1e-3 * b.abs().max()
+    layer_norm = torch.nn.functional.layer_norm
+    monkeypatch.setattr(torch.nn.functional, 'layer_norm', lambda x, shape, w, b, eps: layer_norm(x, shape, w, b, 0.0))
+    block.double()
+    got = block_outputs_and_grads(block.forward, block, torch.float64)
+    want = block_outputs_and_grads(spec, block, torch.float64)
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() <= 1e-12 * b.abs().max()
+
+
 @pytest.mark.parametrize('velocity_init', ['embedding', 'zero', 'tied'])
 @pytest.mark.parametrize('momentum,splitting', VARIANTS)
 def test_causality(momentum, splitting, velocity_init):

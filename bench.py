@@ -2,14 +2,16 @@
 What a training step costs, per model, on identical shapes and data: ms per iteration,
 tokens/s, MFU, peak memory, parameter counts and forward-only throughput, eager and compiled.
 
-$ python bench.py                                   # the repo's default CPU model, eager: 3 arms x 3 rounds of fresh processes
+$ python bench.py                                   # the repo's default CPU model, eager, about a minute
 $ python bench.py --compile=both                    # eager and torch.compile (compiling adds minutes on a CPU)
 $ python bench.py --shape=gpt2                      # GPT-2 small (12/12/768, block 1024), for a GPU
 $ python bench.py --arms=gpt,nesterov,nesterov_euler --out=bench_euler.json
 
-Each (arm, compile) pair is measured in its own fresh process, so a CPU peak RSS (a lifetime
-high-water mark) never leaks from one arm into the next; the arms run interleaved over
-`rounds`, in alternating order, so background load hits them alike. Warm-up steps (and
+Speed is measured side by side: one process builds every arm and times them step by step in
+turn (alternating the order), so a neighbour's load or a change of clock speed, which on a
+shared machine swings a step's time by tens of percent within seconds, hits every arm alike.
+`rounds` repeats that in fresh processes and pools the iterations. Peak memory is measured in
+a fresh process per arm, since a CPU peak RSS is a lifetime high-water mark. Warm-up steps (and
 compilation) are excluded from every timing. Prints one table and writes `out` as JSON,
 including the ratios of every arm to the baseline (gpt).
 """
@@ -38,17 +40,17 @@ n_head = None
 n_embd = None
 dataset = 'python_docs'  # real batches from data_root/<dataset>, or 'random' tokens; identical for every arm
 data_root = 'data'
-warmup_iters = 5  # excluded from the timings (compilation happens here)
-bench_iters = 20  # timed training iterations per arm and round
-fwd_iters = 10  # timed forward-only (no_grad, eval mode) iterations per arm and round
-rounds = 3  # every arm is measured this many times, interleaved, in a fresh process each time
+warmup_iters = 5  # per arm, excluded from the timings (compilation happens here)
+bench_iters = 30  # timed training iterations per arm and round, the arms taking turns
+fwd_iters = 10  # timed forward-only (no_grad, eval mode) iterations per arm and round, taking turns
+rounds = 2  # timing processes per compile mode; their iterations are pooled
 compile = 'auto'  # 'both', 'True' (compiled only), 'False' (eager only); 'auto': both on CUDA, eager on the CPU
 threads = 0  # torch threads per process; 0 keeps torch's default. 1 is far steadier on a shared, loaded machine
 device = 'auto'
 dtype = 'auto'  # as in train.py: bfloat16 where the hardware has it, else float32
 seed = 1337
 out = 'bench.json'
-child = ''  # internal: 'ARM:COMPILE' measures that one arm in this process and prints one JSON line
+child = ''  # internal: 'time:COMPILE' times every arm in this process, 'ARM:COMPILE' measures one arm's memory; prints one JSON line
 # -----------------------------------------------------------------------------
 config = configure_globals(globals())
 # -----------------------------------------------------------------------------
@@ -111,8 +113,8 @@ def timed(fn, n, sync):
     return times
 
 
-def measure(arm, compiled):
-    """One arm in this (fresh) process: train steps, then forward-only steps."""
+def child_setup(compiled):
+    """What every measuring process starts with: the shape, the runtime, and the fixed batches."""
     s = the_shape()
     try:
         rt = runtime.setup(device, dtype, compiled, verbose=False)
@@ -121,8 +123,11 @@ def measure(arm, compiled):
     if threads > 0:
         torch.set_num_threads(threads)
     sync = torch.cuda.synchronize if rt.device_type == 'cuda' else (lambda: None)
-    batches = make_batches(s, rt.device)
-    mem_before = peak_memory_mb(rt.device_type)  # torch, the data and the interpreter: not the model's
+    return s, rt, sync, make_batches(s, rt.device)
+
+
+def build(arm, s, rt, batches):
+    """An arm's model and its train and forward steps; every arm starts from the same seed."""
     model_type, extra = arm_model(arm)
     torch.manual_seed(seed)
     raw_model = build_model(model_type, dict(block_size=s['block_size'], vocab_size=s['vocab_size'], n_layer=s['n_layer'],
@@ -150,35 +155,70 @@ def measure(arm, compiled):
         with torch.no_grad(), rt.autocast():
             model(X, Y)
 
-    timed(train_step, warmup_iters, sync)
-    train_times = timed(train_step, bench_iters, sync)
-    peak = peak_memory_mb(rt.device_type)
+    return raw_model, train_step, forward_step
+
+
+def take_turns(steps, n, sync):
+    """Times n calls of every step, the steps taking turns in alternating order: {name: [seconds]}."""
+    names = list(steps)
+    times = {name: [] for name in names}
+    for i in range(n):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            times[name] += timed(steps[name], 1, sync)
+    return times
+
+
+def time_arms(arm_list, compiled):
+    """Every arm in this process, side by side: warm-up, then the arms take turns step by step."""
+    s, rt, sync, batches = child_setup(compiled)
+    models = {arm: build(arm, s, rt, batches) for arm in arm_list}
+    for _, train_step, _ in models.values():
+        timed(train_step, warmup_iters, sync)
+    train_times = take_turns({arm: m[1] for arm, m in models.items()}, bench_iters, sync)
+    for raw_model, _, forward_step in models.values():
+        raw_model.eval()
+        timed(forward_step, max(2, warmup_iters // 2), sync)  # eval mode compiles a graph of its own
+    fwd_times = take_turns({arm: m[2] for arm, m in models.items()}, fwd_iters, sync)
+    return dict(compile=rt.compile, device=rt.device, dtype=rt.dtype, train_times=train_times, fwd_times=fwd_times,
+                mfu_per_s={arm: m[0].estimate_mfu(s['batch_size'], 1.0, rt.device, rt.dtype) for arm, m in models.items()})
+
+
+def measure_memory(arm, compiled):
+    """One arm alone in this (fresh) process: peak memory over training and forward steps."""
+    s, rt, sync, batches = child_setup(compiled)
+    mem_before = peak_memory_mb(rt.device_type)  # torch, the data and the interpreter: not the model's
+    raw_model, train_step, forward_step = build(arm, s, rt, batches)
+    timed(train_step, max(2, warmup_iters), sync)  # the first step allocates the grads and AdamW's state
     raw_model.eval()
-    timed(forward_step, max(2, warmup_iters // 2), sync)
-    fwd_times = timed(forward_step, fwd_iters, sync)
-    return dict(arm=arm, compile=rt.compile, device=rt.device, dtype=rt.dtype, train_times=train_times, fwd_times=fwd_times,
-                peak_mem_mb=peak, model_mem_mb=peak - mem_before if rt.device_type != 'cuda' else peak,
-                params_total=raw_model.get_num_params(False), params_non_embedding=raw_model.get_num_params(True),
-                mfu_per_s=raw_model.estimate_mfu(s['batch_size'], 1.0, rt.device, rt.dtype))
+    timed(forward_step, 2, sync)
+    peak = peak_memory_mb(rt.device_type)
+    return dict(arm=arm, compile=rt.compile, peak_mem_mb=peak,
+                model_mem_mb=peak - mem_before if rt.device_type != 'cuda' else peak,
+                params_total=raw_model.get_num_params(False), params_non_embedding=raw_model.get_num_params(True))
 
 
-def lower_quartile(times):
-    return statistics.quantiles(times, n=4, method='inclusive')[0] if len(times) > 1 else times[0]
-
-
-def summarize(runs, s):
-    """An arm's rounds pooled: the lower quartile of its iteration times (other processes only ever
-    slow an iteration down, and on a shared machine they can spoil a whole round's median), and the
-    highest peak memory."""
+def summarize(arm, timings, memory, s):
+    """An arm's timing rounds pooled (median iteration time) and its memory run."""
     tokens = s['batch_size'] * s['block_size']
-    ms = 1000 * lower_quartile([t for r in runs for t in r['train_times']])
-    fwd_ms = 1000 * lower_quartile([t for r in runs for t in r['fwd_times']])
-    mfu = runs[0]['mfu_per_s']  # MFU at dt = 1 s; None where the device's peak is unknown
-    return dict(arm=runs[0]['arm'], compile=runs[0]['compile'], ms_per_iter=ms, tokens_per_s=tokens / ms * 1000,
-                mfu=None if mfu is None else mfu / (ms / 1000), peak_mem_mb=max(r['peak_mem_mb'] for r in runs),
-                model_mem_mb=max(r['model_mem_mb'] for r in runs), params_total=runs[0]['params_total'],
-                params_non_embedding=runs[0]['params_non_embedding'], fwd_ms_per_iter=fwd_ms,
-                fwd_tokens_per_s=tokens / fwd_ms * 1000, rounds=len(runs))
+    ms = 1000 * statistics.median([t for r in timings for t in r['train_times'][arm]])
+    fwd_ms = 1000 * statistics.median([t for r in timings for t in r['fwd_times'][arm]])
+    mfu = timings[0]['mfu_per_s'][arm]  # MFU at dt = 1 s; None where the device's peak is unknown
+    return dict(arm=arm, compile=timings[0]['compile'], ms_per_iter=ms, tokens_per_s=tokens / ms * 1000,
+                mfu=None if mfu is None else mfu / (ms / 1000), peak_mem_mb=memory['peak_mem_mb'],
+                model_mem_mb=memory['model_mem_mb'], params_total=memory['params_total'],
+                params_non_embedding=memory['params_non_embedding'], fwd_ms_per_iter=fwd_ms,
+                fwd_tokens_per_s=tokens / fwd_ms * 1000, rounds=len(timings))
+
+
+def run_child(spec):
+    """Runs this script with --child=spec in a fresh process; returns the JSON line it prints."""
+    argv = [a for a in sys.argv[1:] if not a.startswith('--child=')] + [f'--child={spec}']
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"error: measuring {spec} failed:\n{proc.stdout}{proc.stderr}")
+    return json.loads(lines[-1])
 
 
 def main():
@@ -193,23 +233,19 @@ def main():
     modes = dict(both=[False, True], true=[True], false=[False], auto=[False, True] if cuda else [False]).get(compile.lower())
     if modes is None:
         sys.exit(f"error: compile={compile!r}: use 'auto', 'both', 'True' or 'False'")
-    pairs = [(a, c) for c in modes for a in arm_list]
-    runs = {p: [] for p in pairs}
-    print(f"bench: shape {shape} {s}, arms {arm_list}, compile {modes}, {rounds} round(s) of "
-          f"{warmup_iters} warm-up + {bench_iters} timed iterations, data {dataset}")
-    for r in range(rounds):
-        for arm, compiled in (pairs if r % 2 == 0 else pairs[::-1]):  # alternate order: no arm always first
-            argv = [a for a in sys.argv[1:] if not a.startswith('--child=')] + [f'--child={arm}:{compiled}']
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True,
-                                  env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))))
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
-            if proc.returncode != 0 or not lines:
-                sys.exit(f"error: measuring {arm} (compile={compiled}) failed:\n{proc.stdout}{proc.stderr}")
-            result = json.loads(lines[-1])
-            runs[(arm, compiled)].append(result)
-            print(f"  round {r + 1}: {arm:15s} compile={compiled!s:5s} "
-                  f"{1000 * statistics.median(result['train_times']):8.1f} ms/iter  peak {result['peak_mem_mb']:8.1f} MB")
-    rows = [summarize(runs[p], s) for p in pairs]
+    print(f"bench: shape {shape} {s}, arms {arm_list}, compile {modes}, {rounds} round(s) of {warmup_iters} warm-up + "
+          f"{bench_iters} timed iterations per arm, taken in turns; data {dataset}")
+    timings, memory, rows = {}, {}, []
+    for compiled in modes:
+        timings[compiled] = []
+        for r in range(rounds):
+            timings[compiled].append(run_child(f'time:{compiled}'))
+            print(f"  round {r + 1}, compile={compiled!s:5s} median ms/iter: " + ', '.join(
+                f"{arm} {1000 * statistics.median(timings[compiled][-1]['train_times'][arm]):.1f}" for arm in arm_list))
+        for arm in arm_list:
+            memory[(arm, compiled)] = run_child(f'{arm}:{compiled}')
+            print(f"  memory, compile={compiled!s:5s} {arm:15s} peak {memory[(arm, compiled)]['peak_mem_mb']:8.1f} MB")
+        rows += [summarize(arm, timings[compiled], memory[(arm, compiled)], s) for arm in arm_list]
     base = arm_list[0] if 'gpt' not in arm_list else 'gpt'
     ratios = {}
     for row in rows:
@@ -217,10 +253,10 @@ def main():
         if row['arm'] != base:
             ratios[f"{row['arm']}/{base}" + (' compiled' if row['compile'] else ' eager')] = {
                 k: row[k] / ref[k] for k in ('tokens_per_s', 'fwd_tokens_per_s', 'peak_mem_mb', 'model_mem_mb')}
-    first = runs[pairs[0]][0]
+    first = timings[modes[0]][0]
     print(f"\n{first['device']}, {first['dtype']}, torch {torch.__version__}, {os.cpu_count()} cpus, "
-          f"batch {s['batch_size']} x block {s['block_size']}, "
-          f"{threads or torch.get_num_threads()} threads; lower quartile of {rounds} x {bench_iters} iterations")
+          f"batch {s['batch_size']} x block {s['block_size']}, {threads or torch.get_num_threads()} threads; "
+          f"median of {rounds} x {bench_iters} iterations per arm, the arms taking turns")
     print(f"| arm | compile | ms/iter | tokens/s | MFU | peak mem MB | model mem MB | params | non-emb params "
           f"| fwd ms/iter | fwd tokens/s |\n|{'---|' * 11}")
     for r in rows:
@@ -238,13 +274,16 @@ def main():
                    date=time.strftime('%Y-%m-%d %H:%M'))
     with open(out, 'w') as f:
         json.dump(dict(config=config, shape=s, machine=machine, results=rows, ratios=ratios,
-                       runs=[r for p in pairs for r in runs[p]]), f, indent=1)
+                       runs=dict(timing=[r for c in modes for r in timings[c]], memory=list(memory.values()))), f, indent=1)
     print(f"wrote {out}")
 
 
 if __name__ == '__main__':
     if child:
-        arm_name, _, flag = child.partition(':')
-        print(json.dumps(measure(arm_name, flag == 'True')))
+        what, _, flag = child.partition(':')
+        if what == 'time':
+            print(json.dumps(time_arms([a.strip() for a in arms.split(',') if a.strip()], flag == 'True')))
+        else:
+            print(json.dumps(measure_memory(what, flag == 'True')))
     else:
         main()

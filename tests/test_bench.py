@@ -25,7 +25,11 @@ def test_bench_writes_every_field_positive(tmp_path, data_root):
     assert set(report['ratios']) == {'polyak/gpt eager', 'nesterov/gpt eager'}
     for ratio in report['ratios'].values():
         assert all(v > 0 for v in ratio.values())
-    assert len(report['runs']) == 3 * 2  # every arm measured in each round, each in its own process
+    # speed: one process per round times every arm, taking turns; memory: one fresh process per arm
+    timing, memory = report['runs']['timing'], report['runs']['memory']
+    assert len(timing) == 2 and all(set(r['train_times']) == set(rows) for r in timing)
+    assert all(len(t) == 2 for r in timing for t in list(r['train_times'].values()) + list(r['fwd_times'].values()))
+    assert [m['arm'] for m in memory] == ['gpt', 'polyak', 'nesterov']
 
 
 def test_bench_rejects_unknown_arm(tmp_path):

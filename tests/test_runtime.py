@@ -48,8 +48,8 @@ def test_keep_freed_memory_stops_the_page_faults_of_every_step():
     applied, kept = faults_per_step('keep')
     _, default = faults_per_step('default')
     assert applied
-    assert default > 1000  # glibc's defaults: thousands of fresh pages per step (4 KiB each)
-    assert kept < 20
+    assert default > 1000, default  # glibc's defaults: thousands of fresh pages per step (4 KiB each)
+    assert kept < 0.05 * default, (kept, default)  # measured 0-100 against 4,700-8,700
 
 
 def test_setup_applies_it_on_the_cpu(monkeypatch):

@@ -60,8 +60,9 @@ def network(heads_fn, params, X):
     """f(X) = (1/sqrt m) sum_i c_i h_i, shape (n,)."""
     out = heads_fn(params, X)                                       # (n, m)
     n, m = out.shape
-    # add each head to its mirror first: c h + (-c) h is exactly 0 in floating point, so
-    # f(X; theta_0) = 0 holds bit for bit and not only up to rounding
+    # add each head to its mirror first: c h + (-c) h is exactly 0 in floating point when the
+    # two heads are computed identically, so f(X; theta_0) = 0 bit for bit (Intel Xeon); where
+    # the einsum's kernels round mirrored rows differently (AMD EPYC) it is 0 to ~1e-8
     return out.view(n, 2, m // 2).sum(1).sum(1) / math.sqrt(m)
 
 # -----------------------------------------------------------------------------

@@ -26,13 +26,16 @@ def small_teacher_problem(seed, n=250, d=8, T=8, M=1024, dtype=torch.float32):
     teacher = make_teacher(d, T, M=M, seed=seed, dtype=dtype)
     return (teacher,) + teacher_data(n, d, T, teacher, seed, dtype)
 
-def test_symmetric_init_gives_exactly_zero_output():
+def test_symmetric_init_gives_zero_output():
+    """f(X; theta_0) = 0 to float32 rounding: bit for bit where the BLAS computes a head and its
+    mirror identically (Intel Xeon), ~1e-8 where the einsum rounds mirrored rows differently (AMD EPYC)."""
     X = tokens(64, 12, 6, seed=0)
     for m in (2, 10, 64):
         for heads_fn, p0 in ((transformer_heads, init_transformer(m, 6, seed=m)),
                              (indrnn_heads, init_indrnn(m, 6, seed=m, u_max=1.5))):
-            assert torch.equal(network(heads_fn, p0, X), torch.zeros(64))
-            assert heads_fn(p0, X).abs().min() > 0  # zero by cancellation, not by dead heads
+            heads = heads_fn(p0, X)
+            assert network(heads_fn, p0, X).abs().max() <= 1e-6 * heads.abs().max()
+            assert heads.abs().min() > 0  # zero by cancellation, not by dead heads
 
 def test_projection_keeps_every_head_inside_its_radii():
     g = torch.Generator().manual_seed(0)

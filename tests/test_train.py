@@ -61,8 +61,9 @@ def test_torchrun_two_processes_match_single_process(data_root, tmp_path):
         np.testing.assert_allclose(ddp, single, rtol=1e-5)
 
 
-def test_compile_matches_eager(data_root, tmp_path):
-    args = ['--max_iters=2', '--eval_interval=2', '--eval_iters=1', '--dtype=float32']
+@pytest.mark.parametrize('model_type', ['gpt', 'nesterov'])
+def test_compile_matches_eager(data_root, tmp_path, model_type):
+    args = ['--max_iters=2', '--eval_interval=2', '--eval_iters=1', '--dtype=float32', f'--model_type={model_type}']
     train(data_root, tmp_path / 'eager', *args)
     proc = train(data_root, tmp_path / 'compiled', *args, '--compile=True')
     assert 'torch.compile is off' not in proc.stdout

@@ -6,6 +6,7 @@ $ python bench.py                                   # the repo's default CPU mod
 $ python bench.py --compile=both                    # eager and torch.compile (compiling adds minutes on a CPU)
 $ python bench.py --shape=gpt2                      # GPT-2 small (12/12/768, block 1024), for a GPU
 $ python bench.py --arms=gpt,nesterov,nesterov_euler --out=bench_euler.json
+$ python bench.py --dataset=tinystories            # another prepared dataset (GPT-2 BPE: vocab 50304)
 
 Speed is measured side by side: one process builds every arm and times them step by step in
 turn (alternating the order), so a neighbour's load or a change of clock speed, which on a
@@ -38,6 +39,7 @@ block_size = None
 n_layer = None
 n_head = None
 n_embd = None
+vocab_size = None  # None: the shape's, or the dataset's (padded to a multiple of 64) where that is larger
 dataset = 'python_docs'  # real batches from data_root/<dataset>, or 'random' tokens; identical for every arm
 data_root = 'data'
 warmup_iters = 5  # per arm, excluded from the timings (compilation happens here)
@@ -75,7 +77,20 @@ def the_shape():
         sys.exit(f"error: shape={shape!r}: use 'cpu' or 'gpt2'")
     s = dict(SHAPES[shape])
     s.update({k: config[k] for k in ('batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd') if config[k] is not None})
+    if vocab_size is not None:
+        s['vocab_size'] = vocab_size
+    elif dataset != 'random':  # a GPT-2 BPE dataset needs the 50304 vocab at any shape
+        try:
+            s['vocab_size'] = max(s['vocab_size'], loader.model_vocab_size(loader.read_meta(data_dir())))
+        except loader.DataError as e:
+            sys.exit(f"error: {e}")
     return s
+
+
+def data_dir():
+    d = os.path.join(data_root, dataset)
+    loader.make_default_corpus_if_missing(d)
+    return d
 
 
 def make_batches(s, device, n=4):
@@ -84,12 +99,8 @@ def make_batches(s, device, n=4):
     if dataset == 'random':
         xs = [torch.randint(s['vocab_size'], (s['batch_size'], s['block_size'] + 1), generator=gen) for _ in range(n)]
         return [(x[:, :-1].to(device), x[:, 1:].to(device)) for x in xs]
-    data_dir = os.path.join(data_root, dataset)
-    if dataset == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
-        from prepare.python_docs import prepare
-        prepare(data_dir)
     try:
-        data = loader.open_split(data_dir, 'train', s['block_size'], s['vocab_size'])
+        data = loader.open_split(data_dir(), 'train', s['block_size'], s['vocab_size'])
     except loader.DataError as e:
         sys.exit(f"error: {e}")
     return [loader.get_batch(data, loader.batch_offsets(gen, len(data), s['block_size'], s['batch_size']),
@@ -226,6 +237,7 @@ def main():
     arm_list = [a.strip() for a in arms.split(',') if a.strip()]
     for a in arm_list:
         arm_model(a)  # unknown names stop here, before any process starts
+    make_batches(s, 'cpu', n=1)  # and so does a missing or mismatched dataset
     try:
         cuda = runtime.resolve_device(device).startswith('cuda')
     except runtime.RuntimeSetupError as e:

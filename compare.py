@@ -73,11 +73,9 @@ def resolve(argv, defaults):
         sys.exit(f"error: {e}")
     if cfg['vocab_size'] is None:
         data_dir = os.path.join(cfg['data_root'], cfg['dataset'])
-        if cfg['dataset'] == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
-            from prepare.python_docs import prepare
-            prepare(data_dir)
+        loader.make_default_corpus_if_missing(data_dir)
         try:
-            cfg['vocab_size'] = ((loader.read_meta(data_dir)['vocab_size'] + 63) // 64) * 64
+            cfg['vocab_size'] = loader.model_vocab_size(loader.read_meta(data_dir))
         except loader.DataError as e:
             sys.exit(f"error: {e}")
     return cfg

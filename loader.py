@@ -19,7 +19,11 @@ class DataError(Exception):
 
 
 def prepare_command(data_dir):
+    """The command that makes data_dir: the prepare script of its name, or for any other name
+    the local-files path (text, json or parquet files of your own, in GPT-2 BPE)."""
     name = os.path.basename(os.path.normpath(data_dir))
+    if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'prepare', f'{name}.py')):
+        return f"python prepare/tinystories.py --train_files TRAIN.txt --val_files VAL.txt --out_dir={data_dir}"
     where = '' if os.path.normpath(data_dir) == os.path.join('data', name) else f' --out_dir={data_dir}'
     return f"python prepare/{name}.py{where}"
 
@@ -33,6 +37,20 @@ def read_meta(data_dir):
             return json.load(f)
     except ValueError as e:
         raise DataError(f"{path} is not valid JSON ({e}): re-run `{prepare_command(data_dir)} --force`")
+
+
+def make_default_corpus_if_missing(data_dir):
+    """The offline default corpus (python_docs) prepares itself on first use, in about a second;
+    every other dataset has its prepare command."""
+    if os.path.basename(os.path.normpath(data_dir)) == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
+        from prepare.python_docs import prepare
+        prepare(data_dir)
+
+
+def model_vocab_size(meta):
+    """The model's vocab_size for a dataset: its vocabulary padded up to a multiple of 64 (GPT-2's
+    50257 -> 50304), which makes the embedding and head matmuls faster."""
+    return ((meta['vocab_size'] + 63) // 64) * 64
 
 
 def open_split(data_dir, split, block_size, vocab_size):

@@ -120,12 +120,10 @@ if rt.master_process:
 
 # data -------------------------------------------------------------------------
 data_dir = os.path.join(data_root, dataset)
-if dataset == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
-    if rt.master_process:  # the offline default corpus makes itself on first use
-        from prepare.python_docs import prepare
-        prepare(data_dir)
-    if rt.ddp:
-        torch.distributed.barrier()
+if rt.master_process:
+    loader.make_default_corpus_if_missing(data_dir)
+if rt.ddp:
+    torch.distributed.barrier()  # the other ranks read what rank 0 may just have written
 ckpt = None
 if init_from == 'resume':
     try:
@@ -144,7 +142,7 @@ try:
         fail(f"the checkpoint was trained with the {ckpt['meta']['tokenizer']!r} tokenizer but {data_dir} "
              f"uses {meta['tokenizer']!r}: resume on the dataset it was trained on")
     if vocab_size is None:
-        vocab_size = config['vocab_size'] = ((meta['vocab_size'] + 63) // 64) * 64
+        vocab_size = config['vocab_size'] = loader.model_vocab_size(meta)
     if vocab_size < meta['vocab_size']:
         fail(f"vocab_size={vocab_size} is smaller than the dataset's vocabulary ({meta['vocab_size']}, "
              f"{meta['tokenizer']}): use --vocab_size=None")

@@ -46,6 +46,19 @@ def data_root(tmp_path_factory):
     return str(root)
 
 
+def write_dataset(root, name, train_ids, val_ids, tokenizer='bytes', vocab_size=256):
+    """A dataset as prepare/ writes it, with the given token ids."""
+    import json
+    import numpy as np
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    np.array(train_ids, dtype=np.uint16).tofile(os.path.join(d, 'train.bin'))
+    np.array(val_ids, dtype=np.uint16).tofile(os.path.join(d, 'val.bin'))
+    with open(os.path.join(d, 'meta.json'), 'w') as f:
+        json.dump(dict(tokenizer=tokenizer, vocab_size=vocab_size, train_tokens=len(train_ids),
+                       val_tokens=len(val_ids)), f)
+
+
 def read_log(out_dir, event):
     import json
     with open(os.path.join(out_dir, 'log.jsonl')) as f:

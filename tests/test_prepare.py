@@ -6,6 +6,7 @@ through the same code path as the Hub once `datasets` has loaded the data. Never
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -137,7 +138,7 @@ def test_rerun_is_a_noop_unless_forced(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('where', ['tokenizing', 'writing'])
 def test_interrupted_prepare_leaves_nothing_that_loads(tmp_path, monkeypatch, where):
-    out, docs = str(tmp_path / 'owt'), owt_docs(200)
+    out, docs = str(tmp_path / 'openwebtext'), owt_docs(200)
     src = write_parquet(tmp_path / 'owt.parquet', docs)
     if where == 'writing':  # a finished dataset first, then a forced rebuild that dies while writing
         openwebtext.prepare(out, [src], val_fraction=0.1)
@@ -161,7 +162,7 @@ def test_interrupted_prepare_leaves_nothing_that_loads(tmp_path, monkeypatch, wh
     assert len(calls) == 3
     assert os.listdir(out) == []  # no .bin, no .tmp, no meta.json
     assert not is_prepared(out)
-    with pytest.raises(loader.DataError, match='prepare/owt.py'):
+    with pytest.raises(loader.DataError, match=re.escape(f'`python prepare/openwebtext.py --out_dir={out}`')):
         loader.read_meta(out)
     with pytest.raises(loader.DataError):
         loader.open_split(out, 'train', 8, 50257)

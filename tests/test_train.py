@@ -1,5 +1,4 @@
 """train.py run as a user runs it: learning, exact resume, torchrun, checkpoints, bad input."""
-import json
 import os
 
 import numpy as np
@@ -7,7 +6,7 @@ import pytest
 import torch
 
 from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from conftest import TINY, read_log, run_script
+from conftest import TINY, read_log, run_script, write_dataset
 
 
 def train(data_root, out_dir, *args, **kw):
@@ -100,18 +99,10 @@ def test_eval_only_writes_no_checkpoint(data_root, tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, 'ckpt.pt'))
 
 
-def write_dataset(root, name, train_ids, val_ids, tokenizer='bytes', vocab_size=256):
-    d = os.path.join(root, name)
-    os.makedirs(d)
-    np.array(train_ids, dtype=np.uint16).tofile(os.path.join(d, 'train.bin'))
-    np.array(val_ids, dtype=np.uint16).tofile(os.path.join(d, 'val.bin'))
-    with open(os.path.join(d, 'meta.json'), 'w') as f:
-        json.dump(dict(tokenizer=tokenizer, vocab_size=vocab_size, train_tokens=len(train_ids),
-                       val_tokens=len(val_ids)), f)
-
-
 @pytest.mark.parametrize('case,expected', [
-    ('missing', r"data/missing/meta.json not found: prepare the dataset first with `python prepare/missing.py`"),
+    ('missing', "data/missing/meta.json not found: prepare the dataset first with `python prepare/tinystories.py "
+                "--train_files TRAIN.txt --val_files VAL.txt --out_dir=data/missing`"),
+    ('tinystories', "data/tinystories/meta.json not found: prepare the dataset first with `python prepare/tinystories.py`"),
     ('out_of_vocab', 'holds token id 300 but the model\'s vocab_size is 256'),
     ('short_val', 'has 10 tokens, fewer than block_size + 1 = 33'),
 ])

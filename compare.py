@@ -16,8 +16,10 @@ tables add parameters and a gain must be attributable. Any other --key=value goe
 train.py run. Run k of every arm uses --seed=k: the same initial weights of shared modules and
 the same data order. Budgets: --max_iters (steps), or --max_time (seconds of training, eval
 excluded); the learning rate schedule stays iteration-based (lr_decay_iters), so under a time
-budget set lr_decay_iters near the number of steps the budget allows. Writes to --out_dir:
-runs.csv, summary.csv, curves.csv, curves.png, table.md, and each run in <arm>/seed<k>/.
+budget set lr_decay_iters near the number of steps the budget allows. A run that diverges
+(train.py stops at a non-finite loss) is reported as such and the comparison goes on; the
+others are compared where they all got to. Writes to --out_dir: runs.csv, summary.csv,
+curves.csv, curves.png, table.md, and each run in <arm>/seed<k>/.
 """
 import argparse
 import csv
@@ -100,17 +102,22 @@ def match_params(cfg, target):
 
 
 def read_run(run_dir, arm, seed):
-    """One train.py run directory: its eval curve, logged speed and parameter counts."""
+    """One train.py run directory: its eval curve, logged speed and parameter counts. A run that
+    compare.py saw diverge (non-finite loss) keeps its curve up to its last evaluation."""
+    marker = os.path.join(run_dir, 'compare.json')
+    diverged = os.path.exists(marker) and json.load(open(marker)).get('diverged', False)
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         records = [json.loads(line) for line in f if line.strip()]
     evals = [r for r in records if r['event'] == 'eval']
     if not evals:
         sys.exit(f"error: {run_dir}/log.jsonl has no evaluation yet: let the run reach its first eval")
     speeds = [r['tokens_per_s'] for r in records if r['event'] == 'train' and r['iter'] > 5]  # warm-up excluded
+    if not speeds and evals[-1]['train_time'] > 0:
+        speeds = [evals[-1]['tokens'] / evals[-1]['train_time']]
     run = dict(arm=arm, seed=seed, dir=run_dir, iters=np.array([r['iter'] for r in evals], float),
                times=np.array([r['train_time'] for r in evals]), vals=np.array([r['val_loss'] for r in evals]),
-               tokens_per_s=float(np.median(speeds)) if speeds else evals[-1]['tokens'] / max(evals[-1]['train_time'], 1e-9),
-               params_total=None, params_non_embedding=None)
+               tokens_per_s=float(np.median(speeds)) if speeds else np.nan,
+               params_total=None, params_non_embedding=None, diverged=diverged)
     ckpt_path = os.path.join(run_dir, 'ckpt.pt')
     if os.path.exists(ckpt_path):  # mmap: a GPT-2 checkpoint's tensors are not read for the model args
         try:
@@ -136,22 +143,28 @@ def find_runs(dirs):
 
 
 def analyse(runs):
-    """Per-run metrics at the common step and time, and per-arm mean and std over seeds."""
-    steps = min(r['iters'][-1] for r in runs)  # every run reached this many steps
-    seconds = min(r['times'][-1] for r in runs)  # and this much training time
+    """Per-run metrics at the common step and time, and per-arm mean and std over seeds. A
+    diverged run does not shorten the others: it has no final loss, and no loss at a step or
+    time it did not reach (NaN, left out of its arm's mean)."""
+    finished = [r for r in runs if not r['diverged']] or runs
+    steps = min(r['iters'][-1] for r in finished)  # every finished run reached this many steps
+    seconds = min(r['times'][-1] for r in finished)  # and this much training time
+    at = lambda x, xs, ys: np.interp(x, xs, ys) if x <= xs[-1] else np.nan  # noqa: E731
     for r in runs:
-        r.update(best_val=r['vals'].min(), final_val=r['vals'][-1], final_iter=int(r['iters'][-1]),
-                 train_time=r['times'][-1], val_at_steps=np.interp(steps, r['iters'], r['vals']),
-                 val_at_time=np.interp(seconds, r['times'], r['vals']))
+        r.update(best_val=r['vals'].min(), final_val=np.nan if r['diverged'] else r['vals'][-1],
+                 final_iter=int(r['iters'][-1]), train_time=r['times'][-1],
+                 val_at_steps=at(steps, r['iters'], r['vals']), val_at_time=at(seconds, r['times'], r['vals']))
     arms = list(dict.fromkeys(r['arm'] for r in runs))
     summary = []
     for arm in arms:
         rs = [r for r in runs if r['arm'] == arm]
-        row = dict(arm=arm, seeds=len(rs), params_total=rs[0]['params_total'],
+        row = dict(arm=arm, seeds=len(rs), diverged=sum(r['diverged'] for r in rs), params_total=rs[0]['params_total'],
                    params_non_embedding=rs[0]['params_non_embedding'])
         for k in METRICS:
             v = np.array([r[k] for r in rs], float)
-            row[k], row[k + '_std'] = v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0
+            v = v[np.isfinite(v)]
+            row[k] = v.mean() if len(v) else np.nan
+            row[k + '_std'] = v.std(ddof=1) if len(v) > 1 else 0.0
         summary.append(row)
     return steps, seconds, summary
 
@@ -159,7 +172,7 @@ def analyse(runs):
 def write_outputs(runs, steps, seconds, summary, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     cols = ['arm', 'seed', 'params_total', 'params_non_embedding', 'best_val', 'final_val', 'final_iter', 'train_time',
-            'val_at_steps', 'val_at_time', 'tokens_per_s', 'dir']
+            'val_at_steps', 'val_at_time', 'tokens_per_s', 'diverged', 'dir']
     with open(os.path.join(out_dir, 'runs.csv'), 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(cols + ['equal_steps', 'equal_time_s'])
@@ -177,7 +190,8 @@ def write_outputs(runs, steps, seconds, summary, out_dir):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for row in summary:
-        rs = [r for r in runs if r['arm'] == row['arm']]
+        rs = [r for r in runs if r['arm'] == row['arm'] and not r['diverged']] or \
+            [r for r in runs if r['arm'] == row['arm']]
         for ax, key in zip(axes, ('iters', 'times')):
             grid = np.linspace(0, min(r[key][-1] for r in rs), 200)
             curves = np.array([np.interp(grid, r[key], r['vals']) for r in rs])
@@ -201,14 +215,17 @@ def write_outputs(runs, steps, seconds, summary, out_dir):
 
 def format_table(steps, seconds, summary):
     """The paper's format (best / final validation loss), plus equal-step and equal-time columns."""
-    pm = lambda row, k, d=4: f"{row[k]:.{d}f} +- {row[k + '_std']:.{d}f}"  # noqa: E731
+    def pm(row, k, d=4):
+        return '-' if np.isnan(row[k]) else f"{row[k]:.{d}f} +- {row[k + '_std']:.{d}f}"  # '-': every seed diverged
     ref = summary[0]
     lines = [f"| arm | params | best val | final val | val @ step {steps:.0f} | vs {ref['arm']} @ step {steps:.0f} "
              f"| val @ {seconds:.3g} s | tokens/s |", '|' + '---|' * 8]
     for row in summary:
         params = 'n/a' if row['params_total'] is None else f"{row['params_total'] / 1e6:.3f}M"
-        lines.append(f"| {row['arm']} ({row['seeds']}) | {params} | {pm(row, 'best_val')} | {pm(row, 'final_val')} "
-                     f"| {pm(row, 'val_at_steps')} | {row['val_at_steps'] - ref['val_at_steps']:+.4f} "
+        seeds = f"{row['seeds']}, {row['diverged']} diverged" if row['diverged'] else row['seeds']
+        gap = row['val_at_steps'] - ref['val_at_steps']
+        lines.append(f"| {row['arm']} ({seeds}) | {params} | {pm(row, 'best_val')} | {pm(row, 'final_val')} "
+                     f"| {pm(row, 'val_at_steps')} | {'-' if np.isnan(gap) else f'{gap:+.4f}'} "
                      f"| {pm(row, 'val_at_time')} | {pm(row, 'tokens_per_s', 0)} |")
     return '\n'.join(lines)
 
@@ -253,19 +270,26 @@ def main():
                 print(f"{name} seed {seed}: reusing {run_dir}")
             else:
                 os.makedirs(run_dir, exist_ok=True)
+                if os.path.exists(marker):
+                    os.remove(marker)  # it vouches for the run about to be replaced
                 print(f"{name} seed {seed}: python train.py {' '.join(full[1:])}", flush=True)
                 with open(os.path.join(run_dir, 'train.log'), 'w') as log:
                     proc = subprocess.run([sys.executable, *full], stdout=log, stderr=subprocess.STDOUT,
-                                          env=dict(os.environ, WANDB_MODE='disabled'))
-                if proc.returncode != 0:
-                    tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:]
+                                          env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
+                tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:] or ['']
+                # a run that diverges (train.py stops at a non-finite loss) is a result, not an error
+                diverged = proc.returncode != 0 and 'non-finite loss' in tail[-1]
+                if proc.returncode != 0 and not diverged:
                     sys.exit(f"error: {name} seed {seed} failed ({run_dir}/train.log):\n" + '\n'.join(tail))
                 with open(marker, 'w') as f:
-                    json.dump({'argv': full[1:]}, f)
+                    json.dump({'argv': full[1:], 'diverged': diverged}, f)
             runs.append(read_run(run_dir, name, seed))
             r = runs[-1]
-            print(f"  {r['iters'][-1]:.0f} steps in {r['times'][-1]:.0f} s, final val {r['vals'][-1]:.4f}, "
-                  f"{r['tokens_per_s']:,.0f} tokens/s", flush=True)
+            if r['diverged']:
+                print(f"  diverged (non-finite loss) after its eval at step {r['iters'][-1]:.0f}, val {r['vals'][-1]:.4f}")
+            else:
+                print(f"  {r['iters'][-1]:.0f} steps in {r['times'][-1]:.0f} s, final val {r['vals'][-1]:.4f}, "
+                      f"{r['tokens_per_s']:,.0f} tokens/s", flush=True)
     print(write_outputs(runs, *analyse(runs), args.out_dir))
     print(f"wrote runs.csv, summary.csv, curves.csv, curves.png and table.md to {args.out_dir}")
 

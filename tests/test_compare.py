@@ -72,3 +72,20 @@ def test_matched_arm_is_the_closest_baseline(tmp_path, data_root):
     assert key == 'n_embd' and value % 4 == 0 and value > 128
     for other in (value - 4, value + 4):  # no neighbouring width is closer
         assert abs(compare.cfg_params({**cfg, 'n_embd': other})[0] - target) >= best
+
+
+def test_a_diverged_run_is_reported_and_the_comparison_goes_on(tmp_path, data_root):
+    out = tmp_path / 'compare'
+    proc = run_script('compare.py', '--arms', 'baseline', 'boom=baseline,learning_rate=1e30', '--seeds', *SEEDS,
+                      f'--out_dir={out}', f'--data_root={data_root}', *TINY, '--max_iters=6', '--eval_interval=3')
+    assert 'diverged (non-finite loss)' in proc.stdout and '| boom (2, 2 diverged) |' in proc.stdout
+    runs = {(r['arm'], r['seed']): r for r in read_csv(out / 'runs.csv')}
+    for seed in SEEDS:
+        boom, base = runs['boom', seed], runs['baseline', seed]
+        assert boom['diverged'] == 'True' and boom['final_val'] == 'nan' and boom['val_at_steps'] == 'nan'
+        # the baseline is compared where it got to, not where the diverged run stopped
+        assert base['diverged'] == 'False' and float(base['equal_steps']) == int(base['final_iter']) == 6
+        assert float(base['val_at_steps']) == float(base['final_val'])
+    summary = {r['arm']: r for r in read_csv(out / 'summary.csv')}
+    assert summary['boom']['diverged'] == '2' and summary['baseline']['diverged'] == '0'
+    assert (out / 'curves.png').exists()

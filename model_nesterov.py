@@ -69,6 +69,23 @@ def inverse_transform(name, value):
     return math.log(value / (1.0 - value))  # logit
 
 
+class ScaledAdd(torch.autograd.Function):
+    """x + s * y for a learned 0-dim s, with the gradient in two passes over (B, T, C) instead of
+    autograd's four for addcmul (it multiplies y by value=1, then by grad, then sums, then g * s):
+    the momentum models do this 16 times a step at 4 layers. Measured at the default shape (bf16,
+    2 threads, 3 x 200 interleaved steps): nesterov's cost over the baseline 10.0 -> 8.3 ms/step."""
+    @staticmethod
+    def forward(ctx, x, s, y):
+        ctx.save_for_backward(s, y)
+        return torch.addcmul(x, s, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, y = ctx.saved_tensors
+        grad_s = torch.dot(grad.reshape(-1), y.reshape(-1).to(grad.dtype))  # sum(grad * y), read-only
+        return grad, grad_s, grad * s
+
+
 class NesterovBlock(Block):
     """One momentum iteration: model.Block's ln_1, attn, ln_2, mlp (same names, so a baseline
     state_dict loads into the gd variant) plus the velocity update's scalars and LN_v."""
@@ -109,20 +126,20 @@ class NesterovBlock(Block):
     def substep(x, v, mu, beta, steps, ln_v):
         """V = LN_v(beta V + sum of gamma * oracle(look-ahead point)); X = X + V.
         Polyak has no mu: no look-ahead. steps: [(gamma, oracle)], one per oracle in this step."""
-        z = x if mu is None else torch.addcmul(x, mu, v)  # x + mu v in one pass
+        z = x if mu is None else ScaledAdd.apply(x, mu, v)  # x + mu v
         outs = [(gamma, oracle(z)) for gamma, oracle in steps]
         if isinstance(ln_v, nn.Identity):
             u = beta * v
             for gamma, out in outs:
-                u = torch.addcmul(u, gamma, out)
+                u = ScaledAdd.apply(u, gamma, out)
         else:
             # LN_v is scale-invariant, so dividing its input by the first gamma changes only its
             # eps (eps -> eps * gamma^2): the same model, and the update is one fused pass
             # instead of three (fewer in the backward too)
             gamma0, out0 = outs[0]
-            u = torch.addcmul(out0, beta / gamma0, v)
+            u = ScaledAdd.apply(out0, beta / gamma0, v)
             for gamma, out in outs[1:]:
-                u = torch.addcmul(u, gamma / gamma0, out)
+                u = ScaledAdd.apply(u, gamma / gamma0, out)
         v = ln_v(u)
         return x + v, v
 

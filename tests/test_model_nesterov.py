@@ -151,6 +151,18 @@ def block_outputs_and_grads(forward, block, dtype):
     return [xo.detach(), vo.detach()] + [p.grad.clone() for p in block.parameters()]
 
 
+def test_scaled_add_is_addcmul_with_its_exact_gradient():
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
+    s = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(model_nesterov.ScaledAdd.apply(x, s, y), torch.addcmul(x, s, y))
+    assert torch.autograd.gradcheck(model_nesterov.ScaledAdd.apply, (x, s, y))
+    # a bfloat16 y (an oracle's output under autocast) gets its gradient back in bfloat16
+    yb = y.detach().bfloat16().requires_grad_()
+    model_nesterov.ScaledAdd.apply(x.float(), s.float(), yb).sum().backward()
+    assert yb.grad.dtype == torch.bfloat16 and torch.equal(yb.grad, torch.full_like(yb, 0.7))
+
+
 @pytest.mark.parametrize('velocity_norm', ['shared', 'per_substep', 'none'])
 @pytest.mark.parametrize('momentum,splitting', MOMENTUM_VARIANTS)
 def test_block_computes_the_spec_update_and_its_gradients(momentum, splitting, velocity_norm, monkeypatch):

@@ -18,6 +18,7 @@ including the ratios of every arm to the baseline (gpt).
 """
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -221,6 +222,17 @@ def summarize(arm, timings, memory, s):
                 fwd_tokens_per_s=tokens / fwd_ms * 1000, rounds=len(timings))
 
 
+def device_name(device):
+    """What the numbers were measured on: the GPU's name, or the CPU's model name (Linux)."""
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or 'unknown'
+
+
 def run_child(spec):
     """Runs this script with --child=spec in a fresh process; returns the JSON line it prints."""
     argv = [a for a in sys.argv[1:] if not a.startswith('--child=')] + [f'--child={spec}']
@@ -266,8 +278,11 @@ def main():
             ratios[f"{row['arm']}/{base}" + (' compiled' if row['compile'] else ' eager')] = {
                 k: row[k] / ref[k] for k in ('tokens_per_s', 'fwd_tokens_per_s', 'peak_mem_mb', 'model_mem_mb')}
     first = timings[modes[0]][0]
-    print(f"\n{first['device']}, {first['dtype']}, torch {torch.__version__}, {os.cpu_count()} cpus, "
-          f"batch {s['batch_size']} x block {s['block_size']}, {threads or torch.get_num_threads()} threads; "
+    machine = dict(device=first['device'], device_name=device_name(first['device']), dtype=first['dtype'],
+                   torch=torch.__version__, cpus=os.cpu_count(), threads=threads or torch.get_num_threads(),
+                   date=time.strftime('%Y-%m-%d %H:%M'))
+    print(f"\n{machine['device']} ({machine['device_name']}), {machine['dtype']}, torch {machine['torch']}, "
+          f"{machine['cpus']} cpus, batch {s['batch_size']} x block {s['block_size']}, {machine['threads']} threads; "
           f"median of {rounds} x {bench_iters} iterations per arm, the arms taking turns")
     print(f"| arm | compile | ms/iter | tokens/s | MFU | peak mem MB | model mem MB | params | non-emb params "
           f"| fwd ms/iter | fwd tokens/s |\n|{'---|' * 11}")
@@ -281,9 +296,6 @@ def main():
         print(f"  {name}: tokens/s {rat['tokens_per_s']:.3f}x (target >= 0.90x), fwd tokens/s "
               f"{rat['fwd_tokens_per_s']:.3f}x, peak mem {rat['peak_mem_mb']:.3f}x (target <= 1.30x), "
               f"model mem {rat['model_mem_mb']:.3f}x")
-    machine = dict(device=first['device'], dtype=first['dtype'], torch=torch.__version__, cpus=os.cpu_count(),
-                   threads=threads or torch.get_num_threads(),
-                   date=time.strftime('%Y-%m-%d %H:%M'))
     with open(out, 'w') as f:
         json.dump(dict(config=config, shape=s, machine=machine, results=rows, ratios=ratios,
                        runs=dict(timing=[r for c in modes for r in timings[c]], memory=list(memory.values()))), f, indent=1)

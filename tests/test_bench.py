@@ -30,6 +30,7 @@ def test_bench_writes_every_field_positive(tmp_path, data_root):
     assert len(timing) == 2 and all(set(r['train_times']) == set(rows) for r in timing)
     assert all(len(t) == 2 for r in timing for t in list(r['train_times'].values()) + list(r['fwd_times'].values()))
     assert [m['arm'] for m in memory] == ['gpt', 'polyak', 'nesterov']
+    assert report['machine']['device'] == 'cpu' and report['machine']['device_name']
 
 
 def test_bench_rejects_unknown_arm(tmp_path):

@@ -276,11 +276,13 @@ def main():
                 with open(os.path.join(run_dir, 'train.log'), 'w') as log:
                     proc = subprocess.run([sys.executable, *full], stdout=log, stderr=subprocess.STDOUT,
                                           env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
-                tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:] or ['']
-                # a run that diverges (train.py stops at a non-finite loss) is a result, not an error
-                diverged = proc.returncode != 0 and 'non-finite loss' in tail[-1]
-                if proc.returncode != 0 and not diverged:
-                    sys.exit(f"error: {name} seed {seed} failed ({run_dir}/train.log):\n" + '\n'.join(tail))
+                diverged = False
+                if proc.returncode != 0:
+                    tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:] or ['']
+                    # a run that diverges (train.py stops at a non-finite loss) is a result, not an error
+                    diverged = 'non-finite loss' in tail[-1]
+                    if not diverged:
+                        sys.exit(f"error: {name} seed {seed} failed ({run_dir}/train.log):\n" + '\n'.join(tail))
                 with open(marker, 'w') as f:
                     json.dump({'argv': full[1:], 'diverged': diverged}, f)
             runs.append(read_run(run_dir, name, seed))

@@ -288,7 +288,8 @@ def main():
             runs.append(read_run(run_dir, name, seed))
             r = runs[-1]
             if r['diverged']:
-                print(f"  diverged (non-finite loss) after its eval at step {r['iters'][-1]:.0f}, val {r['vals'][-1]:.4f}")
+                print(f"  diverged (non-finite loss) after its eval at step {r['iters'][-1]:.0f}, "
+                      f"val {r['vals'][-1]:.4f}", flush=True)
             else:
                 print(f"  {r['iters'][-1]:.0f} steps in {r['times'][-1]:.0f} s, final val {r['vals'][-1]:.4f}, "
                       f"{r['tokens_per_s']:,.0f} tokens/s", flush=True)

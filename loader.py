@@ -42,7 +42,8 @@ def read_meta(data_dir):
 def make_default_corpus_if_missing(data_dir):
     """The offline default corpus (python_docs) prepares itself on first use, in about a second;
     every other dataset has its prepare command."""
-    if os.path.basename(os.path.normpath(data_dir)) == 'python_docs' and not os.path.exists(os.path.join(data_dir, 'meta.json')):
+    is_default = os.path.basename(os.path.normpath(data_dir)) == 'python_docs'
+    if is_default and not os.path.exists(os.path.join(data_dir, 'meta.json')):
         from prepare.python_docs import prepare
         prepare(data_dir)
 

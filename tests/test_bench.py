@@ -42,7 +42,8 @@ def test_bench_takes_the_vocab_of_a_bpe_dataset(tmp_path):
     # GPT-2 ids at the tiny shape: the model needs the dataset's vocab, padded, 50257 -> 50304
     write_dataset(tmp_path, 'bpe', list(range(0, 50257, 7)), list(range(3, 50257, 11)), tokenizer='gpt2', vocab_size=50257)
     out = tmp_path / 'bench.json'
-    args = [*(a for a in TINY_SHAPE if not a.startswith('--rounds')), '--rounds=1', '--arms=gpt,nesterov', f'--data_root={tmp_path}', '--dataset=bpe']
+    args = [*(a for a in TINY_SHAPE if not a.startswith('--rounds')), '--rounds=1', '--arms=gpt,nesterov',
+            f'--data_root={tmp_path}', '--dataset=bpe']
     run_script('bench.py', *args, f'--out={out}')
     report = json.loads(out.read_text())
     assert report['shape']['vocab_size'] == 50304

@@ -1,15 +1,24 @@
 """
-What every prepare script shares: the on-disk format, the document-level split, atomic writes.
+What every prepare script shares: the on-disk format, the document-level split, safe writes.
 
 Format (as nanoGPT): data/<name>/train.bin and val.bin hold uint16 token ids, read back with
 np.memmap; meta.json beside them names the tokenizer and vocab size and records how the data
 was made. meta.json is written last, so its presence means both .bin files are complete.
 
+Safe writes: nothing in out_dir changes until every input has been read (and, for the GPT-2
+corpora, tokenized). The new files are written beside the old ones as <name>.tmp; then the old
+meta.json goes, the two .bin files are renamed over the old ones and meta.json comes back last.
+So a bad input, a full disk or Ctrl-C leaves the previous dataset as it was (a --force rebuild
+needs room for both), and a kill -9 during the three renames leaves no meta.json: nothing that
+loads as complete. A failure removes its .tmp files; what a kill -9 left, the next start removes.
+
 The second half is the streaming path of the GPT-2 corpora (tinystories.py, openwebtext.py):
 a `datasets` Dataset with a 'text' column, from the Hub or from local files, is tokenized in
-parallel into the datasets cache, counted, and streamed shard by shard into pre-sized memmaps
-named <split>.bin.tmp that are renamed only when complete. RAM stays bounded by one shard.
+parallel into the datasets cache, counted, and streamed shard by shard into train.bin.tmp and
+val.bin.tmp. RAM stays bounded by one shard.
 """
+import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -22,6 +31,7 @@ import numpy as np
 from tokenizer import get_tokenizer
 
 DTYPE = np.uint16  # every vocab here is < 65536
+OUTPUTS = ('train.bin', 'val.bin', 'meta.json')  # in the order they are renamed into place: meta.json last
 
 
 def is_val_document(index, seed, val_fraction):
@@ -29,26 +39,6 @@ def is_val_document(index, seed, val_fraction):
     and worker counts, and a document never straddles the split."""
     h = hashlib.sha256(f"{seed}:{index}".encode()).digest()
     return int.from_bytes(h[:8], 'little') / 2 ** 64 < val_fraction
-
-
-def write_tokens(path, ids):
-    """Write a whole token array atomically: a crash leaves no file that looks complete."""
-    ids = np.asarray(ids)
-    assert ids.max(initial=0) < 2 ** 16, "token ids do not fit in uint16"
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(ids.astype(DTYPE).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_meta(data_dir, meta):
-    """meta.json goes last and atomically: it is the mark of a finished dataset."""
-    path = os.path.join(data_dir, 'meta.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump(meta, f, indent=2)
-    os.replace(path + '.tmp', path)
 
 
 def is_prepared(data_dir):
@@ -62,30 +52,119 @@ def is_prepared(data_dir):
         return False
 
 
+def tmp(out_dir, name):
+    return os.path.join(out_dir, name + '.tmp')
+
+
+def remove_tmp(out_dir):
+    """The .tmp files of this run or of an earlier one killed midway: never part of a dataset."""
+    for name in OUTPUTS:
+        if os.path.exists(tmp(out_dir, name)):
+            os.remove(tmp(out_dir, name))
+
+
+def nearest_existing(path):
+    """out_dir, or the closest folder above it that exists (out_dir is made only when writing starts)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def begin(out_dir, force, num_proc=1):
+    """The checks that need no data, before anything slow: False if out_dir is already prepared
+    (nothing to do). Removes nothing but the .tmp files of a killed run."""
+    if num_proc < 1:
+        raise SystemExit(f"error: --num_proc is {num_proc}: pass 1 or more tokenizer processes")
+    where = nearest_existing(out_dir)
+    if not os.path.isdir(where):
+        raise SystemExit(f"error: {where} is a file, not a directory: pass another --out_dir")
+    if is_prepared(out_dir) and not force:
+        remove_tmp(out_dir)
+        print(f"{out_dir} is already prepared (use --force to redo)")
+        return False
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: {where} is not writable: make it writable or pass another --out_dir")
+    return True
+
+
+def disk_error(e, path, instead):
+    """One line for an OSError while writing under path: a full disk, a read-only folder."""
+    if e.errno == errno.ENOSPC:
+        return f"error: the disk is full: could not write {e.filename or path}: free some space or {instead}"
+    return f"error: could not write {e.filename or path} ({e.strerror}): {instead}"
+
+
+@contextlib.contextmanager
+def writing(out_dir):
+    """Around every change to out_dir: on any failure (Ctrl-C included) the .tmp files go, and an
+    OSError becomes one line. The finished files are only ever replaced by commit()."""
+    try:
+        yield
+    except BaseException as e:
+        remove_tmp(out_dir)
+        if isinstance(e, OSError):
+            raise SystemExit(disk_error(e, out_dir, 'pass another --out_dir')) from None
+        raise
+
+
+def write_file(path, chunks):
+    """Write byte-like chunks to path and fsync, so a rename never exposes a partial file. Returns the bytes."""
+    n = 0
+    with open(path, 'wb') as f:
+        for chunk in chunks:
+            f.write(chunk)
+            n += memoryview(chunk).nbytes
+        f.flush()
+        os.fsync(f.fileno())
+    return n
+
+
+def make_out_dir(out_dir):
+    """The first change to out_dir, once every input has been read; call inside writing()."""
+    os.makedirs(out_dir, exist_ok=True)
+    remove_tmp(out_dir)  # what a killed earlier run left
+
+
+def commit(out_dir, meta):
+    """Put train.bin.tmp and val.bin.tmp in place of the old dataset, with meta.json last."""
+    with writing(out_dir):
+        # the last write that can fail (a full disk), while the old dataset is still whole
+        write_file(tmp(out_dir, 'meta.json'), [json.dumps(meta, indent=2).encode()])
+        if os.path.exists(os.path.join(out_dir, 'meta.json')):  # from here to the last rename nothing loads
+            os.remove(os.path.join(out_dir, 'meta.json'))
+        for name in OUTPUTS:
+            os.replace(tmp(out_dir, name), os.path.join(out_dir, name))
+
+
+def write_dataset(out_dir, splits, meta):
+    """A dataset that fits in RAM (python_docs): {'train': ids, 'val': ids}, then meta.json."""
+    with writing(out_dir):
+        make_out_dir(out_dir)
+        for split, ids in splits.items():
+            ids = np.asarray(ids)
+            assert ids.max(initial=0) < 2 ** 16, "token ids do not fit in uint16"
+            write_file(tmp(out_dir, f'{split}.bin'), [ids.astype(DTYPE)])
+    commit(out_dir, meta)
+
+
 # ---------------------------------------------------------------------------------------------
 # GPT-2 corpora through `datasets`: the one code path for Hub and local sources
 
 EOT_TEXT = '<|endoftext|>'  # the separator line between stories in the TinyStories .txt releases
-ROWS_PER_WRITE = 8192  # documents per memmap write: ~10M tokens (~20 MB) of OpenWebText at most
+ROWS_PER_WRITE = 8192  # documents per write: ~10M tokens (~20 MB) of OpenWebText at most
 FORMATS = {'.txt': 'text', '.json': 'json', '.jsonl': 'json', '.json.gz': 'json', '.jsonl.gz': 'json',
            '.parquet': 'parquet'}
+CACHE_INSTEAD = 'set HF_DATASETS_CACHE to a folder on another disk'
 
 
 def gb(n_bytes):
     return f"{n_bytes / 1e9:.2f} GB"
 
 
-def begin(out_dir, force):
-    """False if out_dir is already prepared (nothing to do). Otherwise remove what a previous run
-    left, meta.json first, so a half-made dataset can never pass for a finished one."""
-    if is_prepared(out_dir) and not force:
-        print(f"{out_dir} is already prepared (use --force to redo)")
-        return False
-    os.makedirs(out_dir, exist_ok=True)
-    for name in ('meta.json', 'train.bin', 'val.bin', 'train.bin.tmp', 'val.bin.tmp'):
-        if os.path.exists(os.path.join(out_dir, name)):
-            os.remove(os.path.join(out_dir, name))
-    return True
+def reason(e):
+    """An exception in a few words, for a one-line error."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
 
 
 def load_hub(name, what_to_do, **kwargs):
@@ -94,8 +173,7 @@ def load_hub(name, what_to_do, **kwargs):
     try:
         return datasets.load_dataset(name, **kwargs)
     except Exception as e:  # offline, gated, renamed: all end the same way for the user
-        raise SystemExit(f"error: could not load {name} from the Hub ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}): {what_to_do}")
+        raise SystemExit(f"error: could not load {name} from the Hub ({reason(e)}): {what_to_do}")
 
 
 def _text_documents(files, stamps):
@@ -120,6 +198,7 @@ def load_local(patterns, num_proc):
     """Local copies as a Dataset with a 'text' column, and the files it came from: .txt (TinyStories
     format), .json/.jsonl (one object per line with a 'text' field) or .parquet; globs allowed."""
     import datasets
+    from datasets.config import HF_DATASETS_CACHE
     files = []
     for pattern in patterns:
         hits = sorted(glob.glob(os.path.expanduser(pattern)))
@@ -137,9 +216,15 @@ def load_local(patterns, num_proc):
                                                  features=datasets.Features({'text': datasets.Value('string')}))
         else:
             ds = datasets.load_dataset(kind, data_files=files, split='train', num_proc=min(num_proc, len(files)))
-    except ValueError as e:  # what datasets raises for files without a single document
-        raise SystemExit(f"error: no documents read from {files} ({e}): check the files "
-                         f"(a .txt needs text between '<|endoftext|>' lines)")
+    # what datasets raises for a file without a single document (ValueError; StopIteration for an empty
+    # .json), one that is not parquet (ValueError), a malformed json line or a .txt that is not UTF-8
+    # (DatasetGenerationError, the cause says which), or its cache on a full disk (the cause: ENOSPC)
+    except (OSError, ValueError, StopIteration, datasets.exceptions.DatasetGenerationError) as e:
+        cause = e.__cause__ or e
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            raise SystemExit(disk_error(cause, HF_DATASETS_CACHE, CACHE_INSTEAD)) from None
+        raise SystemExit(f"error: no documents read from {files} ({reason(cause)}): check the files (a .txt needs "
+                         f"text between '<|endoftext|>' lines, a .json/.jsonl one object a line)") from None
     if 'text' not in ds.column_names:
         raise SystemExit(f"error: {files} have no 'text' field (fields: {ds.column_names}): rename the text field to 'text'")
     return ds, files
@@ -160,10 +245,14 @@ def tokenize(ds, num_proc, val, desc):
     """GPT-2 ids of every document, cached by `datasets` (a re-run after an interruption of the
     write reuses them). val: True/False for the whole dataset, or (seed, val_fraction)."""
     import datasets
+    from datasets.config import HF_DATASETS_CACHE
     features = datasets.Features({'ids': datasets.List(datasets.Value('uint16')), 'len': datasets.Value('int64'),
                                   'val': datasets.Value('bool')})  # uint16 halves the cache against int32
-    return ds.map(_encode, fn_kwargs={'val': val}, with_indices=True, batched=True, remove_columns=ds.column_names,
-                  features=features, num_proc=num_proc if num_proc > 1 else None, desc=desc)
+    try:
+        return ds.map(_encode, fn_kwargs={'val': val}, with_indices=True, batched=True, remove_columns=ds.column_names,
+                      features=features, num_proc=num_proc if num_proc > 1 else None, desc=desc)
+    except OSError as e:  # the tokenized copy fills the cache's disk
+        raise SystemExit(disk_error(e, HF_DATASETS_CACHE, CACHE_INSTEAD)) from None
 
 
 def print_plan(datasets_, out_dir, num_proc):
@@ -180,14 +269,14 @@ def print_plan(datasets_, out_dir, num_proc):
     tokens = text_bytes / (sum(len(t.encode()) for t in sample) / sample_tokens)
     print(f"plan: {sum(len(d) for d in datasets_):,} documents, {gb(text_bytes)} of text -> about "
           f"{tokens:,.0f} tokens; disk: {gb(2 * tokens)} for train.bin + val.bin in {out_dir} "
-          f"({gb(shutil.disk_usage(out_dir).free)} free) and as much again for the tokenized copy in "
-          f"the datasets cache {HF_DATASETS_CACHE}; time: about {tokens / rate / num_proc / 60:.1f} min "
+          f"({gb(shutil.disk_usage(nearest_existing(out_dir)).free)} free) and as much again for the tokenized "
+          f"copy in the datasets cache {HF_DATASETS_CACHE}; time: about {tokens / rate / num_proc / 60:.1f} min "
           f"to tokenize on {num_proc} processes at the {rate / 1e6:.2f}M tokens/s measured here")
 
 
 def write_bins(out_dir, tokenized):
-    """Stream the tokenized datasets into train.bin and val.bin (each row's 'val' picks the file):
-    count, check the disk, fill pre-sized <split>.bin.tmp memmaps shard by shard, rename at the end.
+    """Stream the tokenized datasets into train.bin.tmp and val.bin.tmp (each row's 'val' picks the
+    file), ROWS_PER_WRITE documents at a time, after checking the disk. finish() puts them in place.
     Returns the token and document counts of each split."""
     import pyarrow.compute as pc
     from tqdm import tqdm
@@ -199,40 +288,31 @@ def write_bins(out_dir, tokenized):
         if counts[f'{split}_tokens'] == 0:
             raise SystemExit(f"error: the {split} split is empty: give more documents (or a larger --val_fraction)")
     need = (counts['train_tokens'] + counts['val_tokens']) * DTYPE().itemsize
-    free = shutil.disk_usage(out_dir).free
-    if need > free:
+    free = shutil.disk_usage(nearest_existing(out_dir)).free
+    if need > free:  # the old dataset stays until the new one is complete: a rebuild needs room for both
         raise SystemExit(f"error: train.bin + val.bin need {gb(need)} in {out_dir} but {gb(free)} is free: "
                          f"free some space or pass another --out_dir")
-    tmp = {s: os.path.join(out_dir, f'{s}.bin.tmp') for s in ('train', 'val')}
-    try:
-        out = {s: np.memmap(tmp[s], dtype=DTYPE, mode='w+', shape=(counts[f'{s}_tokens'],)) for s in tmp}
-        pos = dict.fromkeys(tmp, 0)
-        with tqdm(total=need // DTYPE().itemsize, unit='tok', unit_scale=True, desc=f'writing {out_dir}') as bar:
-            for d in tokenized:
-                table = d.with_format('arrow')
-                for start in range(0, len(d), ROWS_PER_WRITE):
-                    rows = table[start:start + ROWS_PER_WRITE]
-                    for s, keep in (('train', pc.invert(rows['val'])), ('val', rows['val'])):
-                        ids = pc.list_flatten(pc.filter(rows['ids'], keep)).to_numpy()
-                        out[s][pos[s]:pos[s] + len(ids)] = ids
-                        pos[s] += len(ids)
-                        bar.update(len(ids))
-        for s, arr in out.items():
-            assert pos[s] == counts[f'{s}_tokens'], f"wrote {pos[s]} {s} tokens, counted {counts[f'{s}_tokens']}"
-            arr.flush()
-        del out, arr
-    except BaseException:  # Ctrl-C included: a partial .tmp only takes disk space
-        for path in tmp.values():
-            if os.path.exists(path):
-                os.remove(path)
-        raise
-    for s, path in tmp.items():
-        os.replace(path, os.path.join(out_dir, f'{s}.bin'))
+    bar = tqdm(total=need // DTYPE().itemsize, unit='tok', unit_scale=True, desc=f'writing {out_dir}')
+
+    def ids_of(want):  # one pass per split, so that each file is written front to back
+        for d in tokenized:
+            table = d.with_format('arrow')
+            for first in range(0, len(d), ROWS_PER_WRITE):
+                rows = table[first:first + ROWS_PER_WRITE]
+                keep = rows['val'] if want else pc.invert(rows['val'])
+                ids = pc.list_flatten(pc.filter(rows['ids'], keep)).to_numpy()
+                bar.update(len(ids))
+                yield np.ascontiguousarray(ids, dtype=DTYPE)
+    with writing(out_dir), bar:
+        make_out_dir(out_dir)
+        for split, want in (('train', False), ('val', True)):
+            n = write_file(tmp(out_dir, f'{split}.bin'), ids_of(want)) // DTYPE().itemsize
+            assert n == counts[f'{split}_tokens'], f"wrote {n} {split} tokens, counted {counts[f'{split}_tokens']}"
     return counts
 
 
 def finish(out_dir, counts, **meta):
     """meta.json last: from here on the dataset counts as prepared."""
-    write_meta(out_dir, dict(tokenizer='gpt2', vocab_size=get_tokenizer('gpt2').vocab_size, **counts, **meta))
+    commit(out_dir, dict(tokenizer='gpt2', vocab_size=get_tokenizer('gpt2').vocab_size, **counts, **meta))
     print(f"wrote {out_dir}: train {counts['train_tokens']:,} tokens ({counts['train_documents']:,} documents), "
           f"val {counts['val_tokens']:,} tokens ({counts['val_documents']:,} documents)")

@@ -14,8 +14,9 @@ is stable across machines and worker counts; meta.json records the seed and the 
 
 Needs (nanoGPT's measurement with the same tokenizer): train.bin ~17 GB (9,035,582,198 tokens),
 val.bin ~8.5 MB, from 8,013,769 documents; the datasets cache holds the text (OpenWebText states
-38 GB) and the tokenized copy (~18 GB). An interrupted run leaves no train.bin and no meta.json;
-run it again: the download and a finished tokenization are reused from the datasets cache.
+38 GB) and the tokenized copy (~18 GB). An interrupted run leaves out_dir as it found it (a --force
+rebuild keeps the old dataset until the new one is complete); run it again: the download and a
+finished tokenization are reused from the datasets cache.
 """
 import argparse
 import os
@@ -30,7 +31,7 @@ VAL_FRACTION = 0.0005  # nanoGPT's: ~4,000 of 8,013,769 documents
 
 
 def prepare(out_dir, data_files=None, num_proc=1, seed=SEED, val_fraction=VAL_FRACTION, revision=None, force=False):
-    if not begin(out_dir, force):
+    if not begin(out_dir, force, num_proc):
         return
     if data_files:
         ds, paths = load_local(data_files, num_proc)

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, for `python prepare/x.py`
-from prepare.common import is_prepared, is_val_document, write_meta, write_tokens  # noqa: E402
+from prepare.common import begin, is_val_document, write_dataset  # noqa: E402
 from tokenizer import get_tokenizer  # noqa: E402
 
 SEED = 1337
@@ -19,8 +19,7 @@ VAL_FRACTION = 0.1
 
 
 def prepare(data_dir, force=False):
-    if is_prepared(data_dir) and not force:
-        print(f"{data_dir} is already prepared (use --force to redo)")
+    if not begin(data_dir, force):
         return
     import pydoc_data.topics
     topics = pydoc_data.topics.topics
@@ -29,10 +28,7 @@ def prepare(data_dir, force=False):
     for i, name in enumerate(sorted(topics)):  # sorted: the same order on every Python
         doc = tok.encode(topics[name].strip() + '\n\n')  # no end-of-text id in a byte vocab: a blank line separates
         splits['val' if is_val_document(i, SEED, VAL_FRACTION) else 'train'].extend(doc)
-    os.makedirs(data_dir, exist_ok=True)
-    for split, ids in splits.items():
-        write_tokens(os.path.join(data_dir, f'{split}.bin'), ids)
-    write_meta(data_dir, dict(
+    write_dataset(data_dir, splits, dict(
         tokenizer='bytes', vocab_size=tok.vocab_size, source=f'pydoc_data.topics (Python {sys.version.split()[0]})',
         split=f'by document, sha256(seed:index) < {VAL_FRACTION}', seed=SEED, documents=len(topics),
         train_tokens=len(splits['train']), val_tokens=len(splits['val'])))

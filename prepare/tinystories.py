@@ -22,7 +22,7 @@ HF_DATASET = 'roneneldan/TinyStories'  # parquet on the Hub (data/train-*, data/
 def prepare(out_dir, train_files=None, val_files=None, num_proc=1, force=False):
     if bool(train_files) != bool(val_files):
         raise SystemExit("error: give both --train_files and --val_files (or neither, to download from the Hub)")
-    if not begin(out_dir, force):
+    if not begin(out_dir, force, num_proc):
         return
     if train_files:
         (train, train_paths), (val, val_paths) = load_local(train_files, num_proc), load_local(val_files, num_proc)

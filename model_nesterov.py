@@ -1,28 +1,27 @@
 """
 The accelerated transformer suite: model.py's GPT with its layers read as momentum iterations.
 
-Same oracles as the baseline, a(X) = attn(ln_1(X)) and m(X) = mlp(ln_2(X)) (imported from
-model.py, one call each per layer), combined as {gd, polyak, nesterov} x {lie_trotter, euler}.
-Tokens carry a velocity V (B, T, C) next to X; per layer, learned scalars
-mu, beta = sigmoid(raw), gamma = softplus(raw):
+Same oracles as the baseline, a(X) = attn(ln_1(X)) and m(X) = mlp(ln_2(X)), imported from
+model.py and called once each per layer. Tokens carry a velocity V (B, T, C) next to X, and each
+layer learns its step sizes mu, beta = sigmoid(raw) and gamma = softplus(raw):
 
-    nesterov + lie_trotter (the paper's model):
+    nesterov + lie_trotter (the paper's model), NesterovBlock:
         V = LN_v(beta_a V + gamma_a a(X + mu_a V));  X = X + V     attention substep
         V = LN_v(beta_m V + gamma_m m(X + mu_m V));  X = X + V     MLP substep, at the new X
-    nesterov + euler (our reading; both oracles at one look-ahead point, one step):
+    nesterov + euler (our reading: one step, both oracles at one look-ahead point), EulerBlock:
         Xe = X + mu V;  V = LN_v(beta V + gamma_a a(Xe) + gamma_m m(Xe));  X = X + V
-    polyak: the same with mu = 0 (no look-ahead, no mu parameter)
-    gd: no velocity, no scalars: lie_trotter is model.Block, euler the parallel block
-        X = X + a(X) + m(X)
+    polyak: the same blocks with mu = 0 (no look-ahead, no mu parameter)
+    gd: no velocity; lie_trotter is model.Block, euler the parallel block X = X + a(X) + m(X)
 
 V0 comes from separate learned token and position tables vte, vpe (the paper), zero, or the
 token embedding wte. The velocity is discarded at the end: logits = lm_head(ln_f(X_L)).
-Trained by train.py with model_type='nesterov'; prints a checkpoint's learned scalars with
+Trained by train.py with model_type='nesterov'. A checkpoint's learned scalars and per-layer
+diagnostics:
     python model_nesterov.py out/ckpt.pt
 """
 import argparse
 import math
-import sys
+import os
 from dataclasses import dataclass
 
 import torch
@@ -34,17 +33,14 @@ from model import GPT, Block, GPTConfig, LayerNorm
 CHOICES = dict(momentum=('gd', 'polyak', 'nesterov'), splitting=('lie_trotter', 'euler'),
                velocity_norm=('shared', 'per_substep', 'none'),
                velocity_init=('embedding', 'zero', 'tied'))
-# raw parameter -> value; the name's prefix before '_' picks the transform
-TRANSFORMS = dict(mu=torch.sigmoid, beta=torch.sigmoid, gamma=F.softplus)
 
 
 @dataclass
 class NesterovConfig(GPTConfig):
     momentum: str = 'nesterov'  # 'gd' | 'polyak' | 'nesterov'
     splitting: str = 'lie_trotter'  # 'lie_trotter' | 'euler'
-    # initial values after the transform. The spec's two choices, (0.5, 0.5, ln 2), i.e. raw = 0,
-    # and (0.9, 0.9, 1.0), tie at 4L/128 bytes, 500 AdamW steps: val 2.0261 vs 2.0258 (2.264 vs
-    # 2.271 at 250 steps); we keep raw = 0, the neutral point of sigmoid and softplus
+    # initial values after the transform: raw = 0, the neutral point of sigmoid and softplus
+    # (the spec's other choice, 0.9/0.9/1.0, tied with it at 4L/128: see the README)
     mu_init: float = 0.5
     beta_init: float = 0.5
     gamma_init: float = math.log(2)
@@ -62,163 +58,194 @@ class NesterovConfig(GPTConfig):
             raise ValueError(f"gamma_init={self.gamma_init}: must be > 0 (it is a softplus)")
 
 
-def inverse_transform(name, value):
-    """The raw parameter whose transform is `value`."""
-    if name.startswith('gamma'):
-        return math.log(math.expm1(value))  # softplus^-1
-    return math.log(value / (1.0 - value))  # logit
-
-
-class ScaledAdd(torch.autograd.Function):
-    """x + s * y for a learned 0-dim s, with the gradient in two passes over (B, T, C) instead of
-    autograd's four for addcmul (it multiplies y by value=1, then by grad, then sums, then g * s):
-    the momentum models do this 16 times a step at 4 layers. Measured at the default shape (bf16,
-    2 threads, 3 x 200 interleaved steps): nesterov's cost over the baseline 10.0 -> 8.3 ms/step."""
-    @staticmethod
-    def forward(ctx, x, s, y):
-        ctx.save_for_backward(s, y)
-        return torch.addcmul(x, s, y)
-
-    @staticmethod
-    def backward(ctx, grad):
-        s, y = ctx.saved_tensors
-        grad_s = torch.dot(grad.reshape(-1), y.reshape(-1).to(grad.dtype))  # sum(grad * y), read-only
-        return grad, grad_s, grad * s
-
-
-class NesterovBlock(Block):
-    """One momentum iteration: model.Block's ln_1, attn, ln_2, mlp (same names, so a baseline
-    state_dict loads into the gd variant) plus the velocity update's scalars and LN_v."""
-    def __init__(self, config):
+class MomentumBlock(Block):
+    """model.Block's ln_1, attn, ln_2, mlp (same names and init order, so one seed gives both
+    models the same weights) plus learned step sizes, stored raw: mu, beta = sigmoid(raw),
+    gamma = softplus(raw). Polyak has no mu: its look-ahead is mu = 0."""
+    def __init__(self, config, scalar_names):
         super().__init__(config)
-        self.splitting = config.splitting
-        lie_trotter = config.splitting == 'lie_trotter'
-        names = ['mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m'] if lie_trotter else ['mu', 'beta', 'gamma_a', 'gamma_m']
-        self.scalar_names = []
-        if config.momentum != 'gd':
-            self.scalar_names = [n for n in names if config.momentum == 'nesterov' or not n.startswith('mu')]
-            for name in self.scalar_names:
-                init = getattr(config, name.split('_')[0] + '_init')
-                self.register_parameter(name, nn.Parameter(torch.tensor(inverse_transform(name, init))))
-            n_ln = dict(shared=1, per_substep=2 if lie_trotter else 1, none=0)[config.velocity_norm]
-            # ln_v[0] follows the attention (or euler) update, ln_v[-1] the MLP update
-            self.ln_v = nn.ModuleList([LayerNorm(config.n_embd, bias=config.bias) for _ in range(n_ln)]
-                                      or [nn.Identity()])
+        self.scalar_names = scalar_names
+        for name in scalar_names:
+            if name.startswith('mu') and config.momentum == 'polyak':
+                continue
+            init = getattr(config, name.split('_')[0] + '_init')
+            raw = math.log(math.expm1(init)) if name.startswith('gamma') else math.log(init / (1.0 - init))
+            self.register_parameter(name, nn.Parameter(torch.tensor(raw)))
 
     def scalars(self):
-        """The learned scalars after their transforms, computed once per call."""
-        return {n: TRANSFORMS[n.split('_')[0]](getattr(self, n)) for n in self.scalar_names}
+        """The step sizes in scalar_names order, after their transforms."""
+        return [0.0 if not hasattr(self, n) else F.softplus(getattr(self, n)) if n.startswith('gamma')
+                else torch.sigmoid(getattr(self, n)) for n in self.scalar_names]
+
+
+def velocity_norm(config):
+    return nn.Identity() if config.velocity_norm == 'none' else LayerNorm(config.n_embd, bias=config.bias)
+
+
+class NesterovBlock(MomentumBlock):
+    """Nesterov (Polyak: mu = 0) with Lie-Trotter splitting: the attention substep, then the MLP
+    substep at the new point."""
+    def __init__(self, config):
+        super().__init__(config, ['mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m'])
+        self.ln_v_a = velocity_norm(config)
+        self.ln_v_m = velocity_norm(config) if config.velocity_norm == 'per_substep' else self.ln_v_a
 
     def forward(self, x, v):
-        if v is None:  # gd
-            if self.splitting == 'lie_trotter':
-                return super().forward(x), None
-            return x + self.attn(self.ln_1(x)) + self.mlp(self.ln_2(x)), None
-        s = self.scalars()
-        attn = lambda z: self.attn(self.ln_1(z))
-        mlp = lambda z: self.mlp(self.ln_2(z))
-        if self.splitting == 'lie_trotter':
-            x, v = self.substep(x, v, s.get('mu_a'), s['beta_a'], [(s['gamma_a'], attn)], self.ln_v[0])
-            return self.substep(x, v, s.get('mu_m'), s['beta_m'], [(s['gamma_m'], mlp)], self.ln_v[-1])
-        return self.substep(x, v, s.get('mu'), s['beta'], [(s['gamma_a'], attn), (s['gamma_m'], mlp)], self.ln_v[0])
+        mu_a, beta_a, gamma_a, mu_m, beta_m, gamma_m = self.scalars()
+        v = self.ln_v_a(beta_a * v + gamma_a * self.attn(self.ln_1(x + mu_a * v)))
+        x = x + v
+        v = self.ln_v_m(beta_m * v + gamma_m * self.mlp(self.ln_2(x + mu_m * v)))
+        x = x + v
+        return x, v
 
-    @staticmethod
-    def substep(x, v, mu, beta, steps, ln_v):
-        """V = LN_v(beta V + sum of gamma * oracle(look-ahead point)); X = X + V.
-        Polyak has no mu: no look-ahead. steps: [(gamma, oracle)], one per oracle in this step."""
-        z = x if mu is None else ScaledAdd.apply(x, mu, v)  # x + mu v
-        outs = [(gamma, oracle(z)) for gamma, oracle in steps]
-        if isinstance(ln_v, nn.Identity):
-            u = beta * v
-            for gamma, out in outs:
-                u = ScaledAdd.apply(u, gamma, out)
-        else:
-            # LN_v is scale-invariant, so dividing its input by the first gamma changes only its
-            # eps (eps -> eps * gamma^2): the same model, and the update is one fused pass
-            # instead of three (fewer in the backward too)
-            gamma0, out0 = outs[0]
-            u = ScaledAdd.apply(out0, beta / gamma0, v)
-            for gamma, out in outs[1:]:
-                u = ScaledAdd.apply(u, gamma / gamma0, out)
-        v = ln_v(u)
-        return x + v, v
+    def diagnostics(self):
+        mu_a, beta_a, gamma_a, mu_m, beta_m, gamma_m = self.scalars()
+        d = {'mu_a': mu_a, 'beta_a': beta_a, 'gamma/beta_a': gamma_a / beta_a,
+             'mu_m': mu_m, 'beta_m': beta_m, 'gamma/beta_m': gamma_m / beta_m}
+        if isinstance(self.ln_v_a, LayerNorm):
+            d.update(gain_a=self.ln_v_a.weight.mean(), gain_m=self.ln_v_m.weight.mean())
+        return d
+
+
+class EulerBlock(MomentumBlock):
+    """Nesterov (Polyak: mu = 0) with Euler splitting: one velocity update per layer, both oracles
+    at the same look-ahead point."""
+    def __init__(self, config):
+        super().__init__(config, ['mu', 'beta', 'gamma_a', 'gamma_m'])
+        self.ln_v = velocity_norm(config)
+
+    def forward(self, x, v):
+        mu, beta, gamma_a, gamma_m = self.scalars()
+        xe = x + mu * v
+        v = self.ln_v(beta * v + gamma_a * self.attn(self.ln_1(xe)) + gamma_m * self.mlp(self.ln_2(xe)))
+        x = x + v
+        return x, v
+
+    def diagnostics(self):
+        mu, beta, gamma_a, gamma_m = self.scalars()
+        d = {'mu': mu, 'beta': beta, 'gamma_a/beta': gamma_a / beta, 'gamma_m/beta': gamma_m / beta}
+        if isinstance(self.ln_v, LayerNorm):
+            d.update(gain=self.ln_v.weight.mean())
+        return d
+
+
+class ParallelBlock(Block):
+    """Gradient descent with Euler splitting: both oracles at X, one step."""
+    def forward(self, x):
+        return x + self.attn(self.ln_1(x)) + self.mlp(self.ln_2(x))
+
+
+def block_for(config):
+    """The layer of a variant: {gd, polyak, nesterov} x {lie_trotter, euler}."""
+    if config.momentum == 'gd':
+        return Block(config) if config.splitting == 'lie_trotter' else ParallelBlock(config)
+    return NesterovBlock(config) if config.splitting == 'lie_trotter' else EulerBlock(config)
 
 
 class NesterovGPT(GPT):
-    block_class = NesterovBlock
 
     def __init__(self, config):
         # GPT builds and initializes what the two models share in the baseline's order (the
         # scalars and LN_v draw no random numbers), so one seed gives both the same weights there
         # and gd exactly the baseline; the velocity tables come after, from the same stream
-        super().__init__(config)
+        super().__init__(config, block=block_for)
         if config.momentum != 'gd' and config.velocity_init == 'embedding':
             self.transformer.vte = nn.Embedding(config.vocab_size, config.n_embd)
             self.transformer.vpe = nn.Embedding(config.block_size, config.n_embd)
             self.transformer.vte.apply(self._init_weights)
             self.transformer.vpe.apply(self._init_weights)
 
-    def initial_velocity(self, idx, x):
-        """V0 (B, T, C). 'tied' is wte(idx) without wpe: with wpe it would equal X0 (before
+    def initial_velocity(self, idx, start_pos=0):
+        """V0 (b, t, n_embd). 'tied' is wte(idx) without wpe: with wpe it would equal X0 (before
         dropout), and the first look-ahead would only rescale X."""
-        cfg = self.config
-        if cfg.momentum == 'gd':
-            return None
-        if cfg.velocity_init == 'zero':
-            return torch.zeros_like(x)
-        if cfg.velocity_init == 'tied':
+        if self.config.velocity_init == 'zero':
+            return torch.zeros(*idx.shape, self.config.n_embd, device=idx.device)
+        if self.config.velocity_init == 'tied':
             return self.transformer.drop(self.transformer.wte(idx))
-        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)  # (t)
+        pos = torch.arange(start_pos, start_pos + idx.size(1), dtype=torch.long, device=idx.device)  # (t)
         return self.transformer.drop(self.transformer.vte(idx) + self.transformer.vpe(pos))
 
-    def forward(self, idx, targets=None):
-        x = self.embed(idx)
-        # V stays in float32 like X, also under autocast: the velocity update then runs in one
-        # dtype, and the CPU does no dtype conversions beside it (a bfloat16 V measured slower)
-        v = self.initial_velocity(idx, x)
+    def forward(self, idx, targets=None, start_pos=0):
+        if self.config.momentum == 'gd':
+            return super().forward(idx, targets, start_pos)
+        x = self.embed(idx, start_pos)
+        v = self.initial_velocity(idx, start_pos)
         for block in self.transformer.h:
             x, v = block(x, v)
         return self.head(x, targets)  # the velocity is discarded
 
-    def scalar_param_names(self):
-        return [f'transformer.h.{i}.{n}' for i, b in enumerate(self.transformer.h) for n in b.scalar_names]
-
     @torch.no_grad()
-    def learned_scalars(self):
-        out = {}
+    def diagnostics(self, idx):
+        """Per layer, on a batch: the RMS of X and V after the layer, and the learned step sizes
+        that LN_v leaves identifiable. LN_v is scale-invariant, so beta and gamma matter only
+        through gamma/beta (beta alone counts for velocity_norm='none'); gain is LN_v's mean weight."""
+        if self.config.momentum == 'gd':
+            return super().diagnostics(idx)
+        x, v = self.embed(idx), self.initial_velocity(idx)
+        rows = []
         for block in self.transformer.h:
-            for name, value in block.scalars().items():
-                out.setdefault(name, []).append(value.item())
-        return out
+            x, v = block(x, v)
+            rows.append(dict(rms_x=x.float().pow(2).mean().sqrt(), rms_v=v.float().pow(2).mean().sqrt(),
+                             **block.diagnostics()))
+        return {k: torch.stack([torch.as_tensor(r[k]).float() for r in rows]).tolist() for k in rows[0]}
 
 
-def format_scalars(scalars):
-    """learned_scalars() as a table: one row per layer, one column per scalar."""
-    if not scalars:
-        return 'no learned scalars'
-    names = list(scalars)
-    lines = ['layer ' + ' '.join(f'{n:>8}' for n in names)]
-    for i in range(len(scalars[names[0]])):
-        lines.append(f'{i:>5} ' + ' '.join(f'{scalars[n][i]:8.4f}' for n in names))
+# model_type (a train.py config value) -> (config class, model class)
+MODEL_TYPES = dict(gpt=(GPTConfig, GPT), nesterov=(NesterovConfig, NesterovGPT))
+# the named arms of a comparison (compare.py, bench.py): config values on top of train.py's defaults
+ARMS = dict(baseline=dict(model_type='gpt'))
+for _m in CHOICES['momentum']:
+    ARMS[_m] = dict(model_type='nesterov', momentum=_m, splitting='lie_trotter')
+    ARMS[f'{_m}_euler'] = dict(model_type='nesterov', momentum=_m, splitting='euler')
+
+
+def build_model(model_type, model_args):
+    """The model a run's config describes; model_args holds the fields of its config class."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type={model_type!r}: must be one of {', '.join(MODEL_TYPES)}")
+    config_class, model_class = MODEL_TYPES[model_type]
+    return model_class(config_class(**model_args))
+
+
+def model_arg_names(model_type):
+    return list(MODEL_TYPES[model_type][0].__dataclass_fields__)
+
+
+def format_diagnostics(diag):
+    """diagnostics() as a table: one row per layer, one column per quantity."""
+    names = list(diag)
+    lines = ['layer ' + ' '.join(f'{n:>12}' for n in names)]
+    for i in range(len(diag[names[0]])):
+        lines.append(f'{i:>5} ' + ' '.join(f'{diag[n][i]:12.4f}' for n in names))
     return '\n'.join(lines)
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description="print a checkpoint's learned scalars per layer")
-    parser.add_argument('ckpt', help='path to a checkpoint saved by train.py, e.g. out/ckpt.pt')
-    ckpt_path = parser.parse_args().ckpt
-    from checkpoint import CheckpointError, load_checkpoint  # lazy: checkpoint.py imports this file
-    try:
-        checkpoint = load_checkpoint(ckpt_path)
-    except CheckpointError as e:
-        sys.exit(f"error: {e}")
-    model_type, model_args, state_dict = checkpoint['model_type'], checkpoint['model_args'], checkpoint['model']
-    if model_type != 'nesterov':
-        print(f"{ckpt_path}: model_type {model_type!r}, the baseline has no learned scalars")
-        sys.exit(0)
-    with torch.device('meta'):  # no memory or init time for the weights we are about to replace
-        model = NesterovGPT(NesterovConfig(**model_args))
-    model.load_state_dict(state_dict, assign=True)
-    cfg = model.config
-    print(f"{ckpt_path}: momentum={cfg.momentum} splitting={cfg.splitting} n_layer={cfg.n_layer}")
-    print(format_scalars(model.learned_scalars()))
+    import sys
+
+    import loader
+    from checkpoint import load_checkpoint
+    from configurator import exit_on_user_error
+    sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
+    parser = argparse.ArgumentParser(description="print a checkpoint's learned step sizes and per-layer diagnostics "
+                                                 "(on a batch of its validation data, or of random tokens without it)")
+    parser.add_argument('ckpt', help='a checkpoint saved by train.py, e.g. out/ckpt.pt')
+    parser.add_argument('--data_root', help="where the checkpoint's dataset lives (default: the run's data_root)")
+    args = parser.parse_args()
+    ckpt = load_checkpoint(args.ckpt)
+    model = build_model(ckpt['model_type'], ckpt['model_args'])
+    model.load_state_dict(ckpt['model'])
+    cfg, model_args = ckpt['config'], ckpt['model_args']
+    data_dir = os.path.join(args.data_root or cfg['data_root'], cfg['dataset'])
+    n, t = min(cfg['batch_size'], 8), model_args['block_size']
+    if os.path.exists(os.path.join(data_dir, 'val.bin')):
+        val = loader.open_split(data_dir, 'val', t, model_args['vocab_size'])
+        idx, _ = loader.get_batch(val, loader.eval_offsets(len(val), t, n), t, 'cpu')
+        source = f'{n} x {t} tokens of {data_dir}/val.bin'
+    else:
+        idx = torch.randint(model_args['vocab_size'], (n, t), generator=torch.Generator().manual_seed(0))
+        source = f'{n} x {t} random tokens ({data_dir} not found)'
+    print(f"{args.ckpt}: {ckpt['model_type']}, " + ', '.join(f'{k}={model_args[k]}' for k in CHOICES
+                                                                  if k in model_args) + f", iter {ckpt['iter_num']}")
+    print(f"diagnostics on {source}:")
+    print(format_diagnostics(model.eval().diagnostics(idx)))

@@ -21,9 +21,11 @@ import sys
 
 import torch
 
-from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from checkpoint import load_checkpoint
+from configurator import UserError, exit_on_user_error
 from dynamics import save_experiment
 from dynamics.sphere import count_clusters, gram, normalize, offdiag
+from model_nesterov import build_model
 from tokenizer import get_tokenizer
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -64,8 +66,9 @@ def capture(model, idx):
         hooks.append(block.ln_1.register_forward_hook(lambda m, i, o: seen["ln"].append(o)))
         hooks.append(block.register_forward_pre_hook(lambda m, a: seen["x"].append(a[0])))
         # LN_v is an nn.Identity under velocity_norm='none' and shared between the two substeps
-        # under 'shared': its hook then fires twice per block, once per update either way
-        for ln_v in getattr(block, "ln_v", []):
+        # under 'shared' (ln_v_m is ln_v_a): its hook then fires twice per block, once per update either way
+        ln_vs = {id(m): m for m in (getattr(block, n, None) for n in ("ln_v_a", "ln_v_m", "ln_v")) if m is not None}
+        for ln_v in ln_vs.values():
             hooks.append(ln_v.register_forward_hook(lambda m, i, o: seen["v_updates"].append(o)))
     if getattr(model.config, "momentum", "gd") != "gd":  # the baseline and gd carry no velocity
         hooks.append(blocks[0].register_forward_pre_hook(lambda m, a: seen["v"].append(a[1])))
@@ -115,9 +118,8 @@ def analyse(model, idx, bins=50, threshold=0.999):
     if seen["v"]:
         rec["v_norm"] = [mean_norm(v) for v in seen["v"]]
         rec["v_update_norm"] = [mean_norm(v) for v in seen["v_updates"]]
-    scalars = model.learned_scalars()
-    if scalars:
-        rec["scalars"] = scalars
+    if seen["v"]:  # the learned step sizes as the model's diagnostics report them (mu, beta, gamma/beta, LN_v gain)
+        rec["scalars"] = {k: v for k, v in model.diagnostics(idx).items() if not k.startswith("rms")}
     return rec
 
 
@@ -169,25 +171,24 @@ def plot(records):
 
 def main(args):
     if args.label and len(args.label) != len(args.ckpt):
-        sys.exit(f"error: {len(args.label)} --label for {len(args.ckpt)} --ckpt: give one per checkpoint or none")
+        raise UserError(f"{len(args.label)} --label for {len(args.ckpt)} --ckpt: give one per checkpoint or none")
     if args.text_file:
         try:
             with open(args.text_file, encoding="utf-8") as f:
                 text = f.read()
         except OSError as e:
-            sys.exit(f"error: cannot read --text_file {args.text_file}: {e.strerror}")
+            raise UserError(f"cannot read --text_file {args.text_file}: {e.strerror}")
     else:
         text = default_text() if args.text is None else args.text
     records = []
     for c, path in enumerate(args.ckpt):
-        try:
-            ckpt = load_checkpoint(path)
-        except CheckpointError as e:
-            sys.exit(f"error: {e}")
-        model = model_from_checkpoint(ckpt)  # float32, eval mode
+        ckpt = load_checkpoint(path)
+        model = build_model(ckpt["model_type"], ckpt["model_args"])
+        model.load_state_dict(ckpt["model"])
+        model.eval()  # float32
         ids = get_tokenizer(ckpt["meta"]["tokenizer"]).encode(text)
         if len(ids) < 2:
-            sys.exit(f"error: the text has {len(ids)} token(s); pairwise similarities need at least 2")
+            raise UserError(f"the text has {len(ids)} token(s); pairwise similarities need at least 2")
         idx = windows(ids, model.config.block_size, args.max_windows)
         rec = analyse(model, idx, args.bins, args.threshold)
         label = args.label[c] if args.label else f"{ckpt['model_type']} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})"
@@ -200,4 +201,5 @@ def main(args):
 
 
 if __name__ == "__main__":
+    sys.excepthook = exit_on_user_error
     main(parser.parse_args())

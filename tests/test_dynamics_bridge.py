@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from checkpoint import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
 from conftest import ROOT
 from dynamics.bridge import analyse, capture, windows
+from model_nesterov import build_model
 
 TINY_ARGS = dict(n_layer=3, n_head=2, n_embd=32, block_size=16, vocab_size=256, bias=True, dropout=0.0)
 VARIANTS = {  # name: (model_type, extra model_args)
@@ -51,7 +52,10 @@ def ckpts(tmp_path_factory):
 
 
 def load(path):
-    return model_from_checkpoint(load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt['model_type'], ckpt['model_args'])
+    model.load_state_dict(ckpt['model'])
+    return model.eval()
 
 
 def idx_of(model):
@@ -65,10 +69,9 @@ def test_captures_equal_manual_forward(ckpts, name):
     seen = capture(model, idx)
     with torch.no_grad():
         x = model.embed(idx)
-        v = model.initial_velocity(idx, x) if name != 'gpt' else None
+        v = model.initial_velocity(idx) if name != 'gpt' else None
         for k, block in enumerate(model.transformer.h):
-            s = block.scalars() if v is not None else {}
-            mu = s.get('mu_a', s.get('mu', 0.0))  # lie_trotter names it mu_a, euler mu
+            mu = block.scalars()[0] if v is not None else 0.0  # mu_a under lie_trotter, mu under euler
             seen_point = x + mu * v if v is not None else x  # where the attention oracle looks
             torch.testing.assert_close(seen['ln'][k], block.ln_1(seen_point), rtol=0, atol=1e-6)
             torch.testing.assert_close(seen['x'][k], x, rtol=0, atol=0)
@@ -122,7 +125,9 @@ def test_scalars_and_velocities_only_for_nesterov(ckpts, name):
     if name == 'gpt':
         assert 'scalars' not in rec and 'v_norm' not in rec and 'v_update_norm' not in rec
         return
-    assert rec['scalars'] == model.learned_scalars() and all(len(v) == L for v in rec['scalars'].values())
+    diagnostics = model.diagnostics(idx_of(model))
+    assert rec['scalars'] == {k: v for k, v in diagnostics.items() if not k.startswith('rms')}
+    assert all(len(v) == L for v in rec['scalars'].values()) and ('mu' in rec['scalars'] or 'mu_a' in rec['scalars'])
     assert len(rec['v_norm']) == L + 1
     updates_per_block = 1 if model.config.splitting == 'euler' else 2
     assert len(rec['v_update_norm']) == updates_per_block * L

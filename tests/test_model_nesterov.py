@@ -1,7 +1,8 @@
 """
-Tests for model_nesterov.py: the oracle count, the equivalences that tie the suite to the
-baseline (gd == GPT, polyak == nesterov at mu = 0), causality, gradients, checkpoints, the
-optimizer groups and the scalar-printing command. CPU, tiny shapes: python -m pytest tests/test_model_nesterov.py
+Tests for model_nesterov.py: the blocks against hand-computed updates, the oracle count, the
+equivalences that tie the suite to the baseline (gd == GPT, polyak == nesterov at mu = 0),
+causality, gradients, the KV cache, checkpoints, the optimizer groups, the diagnostics and the
+checkpoint command. CPU, tiny shapes: python -m pytest tests/test_model_nesterov.py
 """
 import math
 import subprocess
@@ -92,7 +93,7 @@ def test_gd_variant_equals_baseline():
     idx = batch()
     torch.testing.assert_close(all_logits(gd, idx), all_logits(base, idx), rtol=0, atol=1e-6)
     torch.testing.assert_close(gd(idx)[0], base(idx)[0], rtol=0, atol=1e-6)  # the sampling path
-    assert gd.learned_scalars() == {} and gd.scalar_param_names() == []
+    assert not [p for p in gd.parameters() if p.dim() == 0]  # no learned step sizes
 
 
 def test_gd_euler_is_the_parallel_block():
@@ -112,7 +113,7 @@ def test_gd_euler_is_the_parallel_block():
 def test_polyak_equals_nesterov_with_mu_zero(splitting, velocity_init):
     nest = make(momentum='nesterov', splitting=splitting, velocity_init=velocity_init)
     polyak = make(seed=5, momentum='polyak', splitting=splitting, velocity_init=velocity_init)
-    mu_names = [n for n in nest.scalar_param_names() if n.split('.')[-1].startswith('mu')]
+    mu_names = [n for n, p in nest.named_parameters() if n.split('.')[-1].startswith('mu')]
     assert len(mu_names) == TINY['n_layer'] * (2 if splitting == 'lie_trotter' else 1)
     perturb(nest)
     idx = batch()
@@ -127,63 +128,76 @@ def test_polyak_equals_nesterov_with_mu_zero(splitting, velocity_init):
         torch.testing.assert_close(all_logits(nest, idx), all_logits(polyak, idx), rtol=0, atol=1e-6)
 
 
-def spec_block(block, x, v):
-    """One block written straight from the module docstring, unfused: the reference."""
-    s = block.scalars()
-    attn = lambda z: block.attn(block.ln_1(z))
-    mlp = lambda z: block.mlp(block.ln_2(z))
-    if block.splitting == 'lie_trotter':
-        for sub, oracle, ln_v in (('_a', attn, block.ln_v[0]), ('_m', mlp, block.ln_v[-1])):
-            v = ln_v(s['beta' + sub] * v + s['gamma' + sub] * oracle(x + s.get('mu' + sub, 0.0) * v))
-            x = x + v
-        return x, v
-    z = x + s.get('mu', 0.0) * v
-    v = block.ln_v[0](s['beta'] * v + s['gamma_a'] * attn(z) + s['gamma_m'] * mlp(z))
-    return x + v, v
+class Oracle(torch.nn.Module):
+    """A stand-in oracle: any function of its input."""
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, z):
+        return self.fn(z)
 
 
-def block_outputs_and_grads(forward, block, dtype):
-    g = torch.Generator().manual_seed(3)
-    x, v, wx, wv = (torch.randn(2, 16, TINY['n_embd'], generator=g, dtype=dtype) for _ in range(4))
-    block.zero_grad()
-    xo, vo = forward(x, v)
-    ((xo * wx).sum() + (vo * wv).sum()).backward()
-    return [xo.detach(), vo.detach()] + [p.grad.clone() for p in block.parameters()]
+def hand_block(momentum, splitting, velocity_norm, gamma_a=1.0, gamma_m=2.0):
+    """A block on C = 2 whose oracles are simple enough to follow by hand: ln_1 = ln_2 = identity,
+    a(z) = 2 z, m(z) = z^2 (elementwise); mu = beta = 1/2, gamma_a = 1, gamma_m = 2."""
+    block = make(n_embd=2, n_head=1, momentum=momentum, splitting=splitting, velocity_norm=velocity_norm,
+                 mu_init=0.5, beta_init=0.5).transformer.h[0]
+    block.ln_1 = block.ln_2 = torch.nn.Identity()
+    block.attn, block.mlp = Oracle(lambda z: 2 * z), Oracle(lambda z: z * z)
+    with torch.no_grad():
+        block.gamma_a.fill_(math.log(math.expm1(gamma_a)))  # softplus^-1
+        block.gamma_m.fill_(math.log(math.expm1(gamma_m)))
+    return block
 
 
-def test_scaled_add_is_addcmul_with_its_exact_gradient():
-    g = torch.Generator().manual_seed(0)
-    x, y = (torch.randn(2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
-    s = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
-    assert torch.equal(model_nesterov.ScaledAdd.apply(x, s, y), torch.addcmul(x, s, y))
-    assert torch.autograd.gradcheck(model_nesterov.ScaledAdd.apply, (x, s, y))
-    # a bfloat16 y (an oracle's output under autocast) gets its gradient back in bfloat16
-    yb = y.detach().bfloat16().requires_grad_()
-    model_nesterov.ScaledAdd.apply(x.float(), s.float(), yb).sum().backward()
-    assert yb.grad.dtype == torch.bfloat16 and torch.equal(yb.grad, torch.full_like(yb, 0.7))
+@pytest.mark.parametrize('momentum,splitting,x_out,v_out', [
+    # attention substep: z = x + v/2 = (1.5, 2.5), v = v/2 + a(z) = (3.5, 4.5), x = (4.5, 7.5);
+    # MLP substep: z = x + v/2 = (6.25, 9.75), v = v/2 + 2 z^2 = (79.875, 192.375), x += v
+    ('nesterov', 'lie_trotter', [84.375, 199.875], [79.875, 192.375]),
+    # no look-ahead: v = (0.5, -0.5) + 2 x = (2.5, 5.5), x = (3.5, 8.5); v = v/2 + 2 x^2 = (25.75, 147.25)
+    ('polyak', 'lie_trotter', [29.25, 155.75], [25.75, 147.25]),
+    # one step at xe = x + v/2 = (1.5, 2.5): v = v/2 + 2 xe + 2 xe^2 = (8, 17), x += v
+    ('nesterov', 'euler', [9.0, 20.0], [8.0, 17.0]),
+    # at xe = x: v = (0.5, -0.5) + (2, 6) + 2 (1, 9) = (4.5, 23.5)
+    ('polyak', 'euler', [5.5, 26.5], [4.5, 23.5]),
+])
+def test_block_update_by_hand_without_velocity_norm(momentum, splitting, x_out, v_out):
+    """x = (1, 3), v = (1, -1) through one block, every step size visible (no LN_v)."""
+    block = hand_block(momentum, splitting, 'none')
+    x, v = block(torch.tensor([[[1.0, 3.0]]]), torch.tensor([[[1.0, -1.0]]]))
+    assert x.flatten().tolist() == x_out and v.flatten().tolist() == v_out  # dyadic numbers: exact
 
 
-@pytest.mark.parametrize('velocity_norm', ['shared', 'per_substep', 'none'])
-@pytest.mark.parametrize('momentum,splitting', MOMENTUM_VARIANTS)
-def test_block_computes_the_spec_update_and_its_gradients(momentum, splitting, velocity_norm, monkeypatch):
-    """The block's fused update (addcmul, and gamma folded into LN_v) is the spec's formula: the
-    same outputs and the same gradient for every parameter, scalars included. Exactly so (to
-    float64 rounding) with LayerNorm's eps at 0; with eps = 1e-5 the fold turns LN_v's eps into
-    eps * gamma^2, which moves X and V here (random scalars, gamma up to ~2.5) by < 0.1%."""
-    block = perturb(make(momentum=momentum, splitting=splitting, velocity_norm=velocity_norm)).transformer.h[1]
-    spec = lambda x, v: spec_block(block, x, v)
-    got = block_outputs_and_grads(block.forward, block, torch.float32)
-    want = block_outputs_and_grads(spec, block, torch.float32)
-    assert len(got) == 2 + len(list(block.parameters())) and all(g is not None for g in got)
-    for a, b in zip(got[:2], want[:2]):  # X and V, to 0.1% of their largest entry
-        assert (a - b).abs().max() <= 1e-3 * b.abs().max()
-    layer_norm = torch.nn.functional.layer_norm
-    monkeypatch.setattr(torch.nn.functional, 'layer_norm', lambda x, shape, w, b, eps: layer_norm(x, shape, w, b, 0.0))
-    block.double()
-    got = block_outputs_and_grads(block.forward, block, torch.float64)
-    want = block_outputs_and_grads(spec, block, torch.float64)
-    for a, b in zip(got, want):
-        assert (a - b).abs().max() <= 1e-12 * b.abs().max()
+@pytest.mark.parametrize('velocity_norm,x_out,v_out', [
+    # LN of a 2-vector is (-1, 1) or (1, -1) (to eps): after attention u = (3.5, 4.5) -> v = (-1, 1),
+    # x = (0, 4); then z = (-0.5, 4.5), u = v/2 + 2 z^2 = (0, 41) -> (-1, 1), times ln_v_m's gain
+    # (2, 2) plus its bias (0.5, 0) when the substeps have their own LN_v
+    ('shared', [-1.0, 5.0], [-1.0, 1.0]),
+    ('per_substep', [-1.5, 6.0], [-1.5, 2.0]),
+])
+def test_velocity_norm_follows_each_velocity_update(velocity_norm, x_out, v_out):
+    block = hand_block('nesterov', 'lie_trotter', velocity_norm)
+    with torch.no_grad():
+        if velocity_norm == 'per_substep':
+            block.ln_v_m.weight.fill_(2.0)
+            block.ln_v_m.bias.copy_(torch.tensor([0.5, 0.0]))
+    x, v = block(torch.tensor([[[1.0, 3.0]]]), torch.tensor([[[1.0, -1.0]]]))
+    assert x.flatten().tolist() == pytest.approx(x_out, abs=1e-4)
+    assert v.flatten().tolist() == pytest.approx(v_out, abs=1e-4)
+
+
+def test_velocity_norm_is_the_papers_layer_norm_eps_included():
+    """LN_v(beta v + gamma a) with LayerNorm's eps = 1e-5 on that very sum. A nearly constant sum
+    shows the eps: u = 2 (0.5, 0.501) = (1, 1.002) has variance 1e-6, so LN_v(u) = +-1e-3 /
+    sqrt(1e-6 + 1e-5) = +-0.301511; dividing u by gamma first (eps * gamma^2 in effect) gives
+    +-0.156174."""
+    block = hand_block('nesterov', 'lie_trotter', 'per_substep', gamma_a=2.0).double()
+    block.attn = Oracle(lambda z: torch.tensor([0.5, 0.501], dtype=z.dtype).expand_as(z))
+    seen = []
+    block.ln_v_a.register_forward_hook(lambda m, i, o: seen.append(o))
+    block(torch.zeros(1, 1, 2, dtype=torch.float64), torch.zeros(1, 1, 2, dtype=torch.float64))
+    assert seen[0].flatten().tolist() == pytest.approx([-0.301511, 0.301511], abs=1e-6)
 
 
 @pytest.mark.parametrize('velocity_init', ['embedding', 'zero', 'tied'])
@@ -209,18 +223,31 @@ def test_gradients_reach_every_parameter(momentum, splitting, velocity_norm):
     assert 'transformer.vte.weight' in names and 'transformer.vpe.weight' in names
     n_scalars = (3 if momentum == 'nesterov' else 2) * (2 if splitting == 'lie_trotter' else 1)
     n_scalars += splitting == 'euler'  # euler keeps one gamma per oracle
-    assert len(net.scalar_param_names()) == TINY['n_layer'] * n_scalars
+    assert sum(p.dim() == 0 for p in net.parameters()) == TINY['n_layer'] * n_scalars
     for name, p in names.items():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
-def test_learned_scalars_start_at_their_init_values():
-    net = make(mu_init=0.9, beta_init=0.8, gamma_init=1.0)
-    scalars = net.learned_scalars()
-    assert list(scalars) == ['mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m']
-    for name, want in [('mu', 0.9), ('beta', 0.8), ('gamma', 1.0)]:
-        for sub in ('_a', '_m'):
-            assert scalars[name + sub] == pytest.approx([want] * TINY['n_layer'], abs=1e-6)
+def test_diagnostics_by_hand_at_init():
+    """At init every layer reports its initial step sizes, LN_v's unit gain, |V| = 1 (LN_v's output
+    has unit RMS) and the RMS of X and V after the layer, as a loop over the blocks computes them."""
+    net = make(mu_init=0.9, beta_init=0.8, gamma_init=1.0, velocity_norm='per_substep')
+    idx = batch()
+    d = net.diagnostics(idx)
+    L = TINY['n_layer']
+    assert list(d) == ['rms_x', 'rms_v', 'mu_a', 'beta_a', 'gamma/beta_a', 'mu_m', 'beta_m', 'gamma/beta_m',
+                       'gain_a', 'gain_m']
+    for name, want in [('mu_a', 0.9), ('mu_m', 0.9), ('beta_a', 0.8), ('beta_m', 0.8), ('gamma/beta_a', 1.25),
+                       ('gamma/beta_m', 1.25), ('gain_a', 1.0), ('gain_m', 1.0), ('rms_v', 1.0)]:
+        assert d[name] == pytest.approx([want] * L, abs=1e-4), name
+    with torch.no_grad():
+        x, v = net.embed(idx), net.initial_velocity(idx)
+        for i, block in enumerate(net.transformer.h):
+            x, v = block(x, v)
+            assert d['rms_x'][i] == pytest.approx(x.pow(2).mean().sqrt().item(), rel=1e-6)
+    euler = make(splitting='euler').diagnostics(idx)
+    assert list(euler) == ['rms_x', 'rms_v', 'mu', 'beta', 'gamma_a/beta', 'gamma_m/beta', 'gain']
+    assert list(make(momentum='gd').diagnostics(idx)) == ['rms_x']
 
 
 @pytest.mark.parametrize('field,value', [('momentum', 'adam'), ('splitting', 'strang'), ('velocity_norm', 'rms'),
@@ -242,7 +269,7 @@ def test_save_load_round_trip(tmp_path, momentum, splitting):
     idx = batch()
     with torch.no_grad():
         assert torch.equal(all_logits(loaded, idx), all_logits(net, idx))
-    assert loaded.learned_scalars() == net.learned_scalars()
+    assert loaded.diagnostics(idx) == net.diagnostics(idx)
 
 
 @pytest.mark.parametrize('optimizer', ['adamw', 'muon'])
@@ -251,7 +278,7 @@ def test_configure_optimizers_groups(optimizer):
     opts = net.configure_optimizers(optimizer, weight_decay=0.1, learning_rate=1e-3, betas=(0.9, 0.95),
                                     device_type='cpu', scalar_lr_mult=5.0)
     params = dict(net.named_parameters())
-    scalar_ids = {id(params[n]) for n in net.scalar_param_names()}
+    scalar_ids = {id(p) for p in params.values() if p.dim() == 0}
     assert len(scalar_ids) == TINY['n_layer'] * 6
     adamw_groups = opts[0].param_groups
     scalar_group = [g for g in adamw_groups if {id(p) for p in g['params']} == scalar_ids]
@@ -279,18 +306,15 @@ def test_gpt2_small_parameter_count(velocity_init, extra_embedding):
     assert nest.get_num_params(True) - base.get_num_params(True) == 12 * per_layer
 
 
-def test_crop_block_size_crops_vpe():
-    net = make()
-    net.crop_block_size(8)
-    assert net.transformer.wpe.weight.shape[0] == 8 and net.transformer.vpe.weight.shape[0] == 8
-    assert net(batch(t=8))[0].shape == (2, 1, TINY['vocab_size'])
-
-
 @pytest.mark.parametrize('momentum,splitting', VARIANTS)
-def test_generate(momentum, splitting):
-    net = make(momentum=momentum, splitting=splitting)
-    out = net.generate(batch(t=4), max_new_tokens=20, temperature=0)  # runs past block_size: cropping path
-    assert out.shape == (2, 24)
+def test_kv_cache_greedy_output_equals_uncached(momentum, splitting):
+    """The velocity is per token and causal, so each layer's keys and values at their look-ahead
+    points can be cached: greedy tokens are the same, past block_size (the sliding window) too."""
+    net = perturb(make(momentum=momentum, splitting=splitting))
+    prompt = batch(t=4)
+    cached = net.generate(prompt, max_new_tokens=20, temperature=0, kv_cache=True)  # 24 > block_size 16
+    assert cached.shape == (2, 24)
+    assert torch.equal(cached, net.generate(prompt, max_new_tokens=20, temperature=0, kv_cache=False))
 
 
 def test_activations_finite_in_bf16_at_12_layers():
@@ -306,31 +330,38 @@ def test_activations_finite_in_bf16_at_12_layers():
     assert all(math.isfinite(n) for n in norms) and norms[-1] <= 2 * 12 + 1
 
 
-def run_scalar_command(path):
-    return subprocess.run([sys.executable, str(ROOT / 'model_nesterov.py'), str(path)],
+def run_command(*args):
+    return subprocess.run([sys.executable, str(ROOT / 'model_nesterov.py'), *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
-def test_scalar_command_prints_checkpoint_scalars(tmp_path):
+def write_ckpt(path, net, model_type='nesterov'):
+    torch.save(dict(model=net.state_dict(), model_args=asdict(net.config), model_type=model_type, iter_num=7,
+                    config=dict(data_root=str(path.parent), dataset='none', batch_size=2)), path)
+
+
+def test_command_prints_a_checkpoints_diagnostics(tmp_path):
     net = make(mu_init=0.9, beta_init=0.9, gamma_init=1.0)
     with torch.no_grad():
-        net.transformer.h[2].gamma_m.fill_(model_nesterov.inverse_transform('gamma', 2.5))
-    torch.save(dict(model=net.state_dict(), model_args=asdict(net.config), model_type='nesterov', iter_num=7),
-               tmp_path / 'ckpt.pt')
-    r = run_scalar_command(tmp_path / 'ckpt.pt')
+        net.transformer.h[2].gamma_m.fill_(math.log(math.expm1(2.7)))  # softplus^-1(2.7): gamma/beta = 3
+    write_ckpt(tmp_path / 'ckpt.pt', net)
+    r = run_command(tmp_path / 'ckpt.pt')
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[-4].split() == ['layer', 'mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m']
-    assert lines[-1].split() == ['2', '0.9000', '0.9000', '1.0000', '0.9000', '0.9000', '2.5000']
+    assert 'random tokens' in lines[1]  # no dataset beside this checkpoint
+    header = lines[-4].split()
+    assert header == ['layer', 'rms_x', 'rms_v', 'mu_a', 'beta_a', 'gamma/beta_a', 'mu_m', 'beta_m', 'gamma/beta_m',
+                      'gain_a', 'gain_m']
+    row = dict(zip(header, lines[-1].split()))
+    assert (row['layer'], row['mu_m'], row['beta_m'], row['gamma/beta_m']) == ('2', '0.9000', '0.9000', '3.0000')
 
 
-def test_scalar_command_on_baseline_and_bad_files(tmp_path):
+def test_command_on_baseline_and_bad_files(tmp_path):
     torch.manual_seed(0)
-    base = model.GPT(model.GPTConfig(**TINY))
-    torch.save(dict(model=base.state_dict(), model_args=TINY, model_type='gpt'), tmp_path / 'gpt.pt')
-    r = run_scalar_command(tmp_path / 'gpt.pt')
-    assert r.returncode == 0 and 'no learned scalars' in r.stdout
+    write_ckpt(tmp_path / 'gpt.pt', model.GPT(model.GPTConfig(**TINY)), model_type='gpt')
+    r = run_command(tmp_path / 'gpt.pt')
+    assert r.returncode == 0 and r.stdout.strip().splitlines()[-4].split() == ['layer', 'rms_x']
     (tmp_path / 'corrupt.pt').write_bytes(b'not a checkpoint')
     for bad in (tmp_path / 'missing.pt', tmp_path / 'corrupt.pt'):
-        r = run_scalar_command(bad)
-        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'error' in r.stderr
+        r = run_command(bad)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith('error: ')

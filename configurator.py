@@ -1,13 +1,20 @@
 """
-nanoGPT's "poor man's configurator", kept as a function so it can be tested. Usage:
+nanoGPT's "poor man's configurator", as functions that can be tested, and the one error path of
+every script. Usage:
 
     python train.py config/train_tinystories_nesterov.py --batch_size=32 --compile=False
+    python train.py --help          # every knob with its default and comment
 
 Arguments are applied in order: a path is a config file (plain Python that assigns the
-globals it wants to change); `--key=value` overrides one key, value parsed as a Python literal
-(strings may be bare: --device=cpu). Every key must already have a default in the calling
-script, and the value must have the default's type (an int where a float is expected is
-fine; a key whose default is None takes anything).
+globals it wants to change; it may import another config, `from config.x import *`);
+`--key=value` overrides one key, value parsed as a Python literal (strings may be bare:
+--device=cpu). Every key must already have a default in the calling script, and the value must
+have the default's type (an int where a float is expected is fine; a None default takes anything;
+an 'auto' default also takes True or False).
+
+Bad input anywhere (a config value, a data file, a checkpoint, the device) raises UserError with
+a one-line message that says what to do; a script sets `sys.excepthook = exit_on_user_error`
+so that the message, and not a traceback, is what the user sees.
 """
 import ast
 import difflib
@@ -15,8 +22,23 @@ import os
 import sys
 
 
-class ConfigError(Exception):
-    """Bad command line or config file; the message is one line that says what to do."""
+class UserError(Exception):
+    """Bad input, reported as one line that says what to do; exit code 2 for a bad command line."""
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_on_user_error(kind, error, tb):
+    """sys.excepthook: an uncaught UserError prints 'error: <message>' on stderr (once under
+    torchrun: rank 0 only, as every rank checks the same input) and exits with its code."""
+    if not isinstance(error, UserError):
+        return sys.__excepthook__(kind, error, tb)
+    if os.environ.get('RANK', '0') == '0':
+        print(f"error: {error}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(error.exit_code)  # after the hook, Python itself would always exit with 1
 
 
 def _closest(key, valid):
@@ -25,9 +47,11 @@ def _closest(key, valid):
 
 
 def _coerce(key, value, default):
-    """value, converted to the type of `default`, or ConfigError."""
+    """value, converted to the type of `default`, or UserError."""
     if default is None:
         return value
+    if default == 'auto' and isinstance(value, (bool, str)) and str(value).lower() in ('true', 'false'):
+        return str(value).lower() == 'true'  # an 'auto' knob also takes True or False: --compile=False
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -37,8 +61,8 @@ def _coerce(key, value, default):
         return float(value)
     elif type(value) is type(default):
         return value
-    raise ConfigError(f"config key '{key}' expects {type(default).__name__} "
-                      f"(default {default!r}) but was given {type(value).__name__} {value!r}")
+    raise UserError(f"config key '{key}' expects {type(default).__name__} "
+                    f"(default {default!r}) but was given {type(value).__name__} {value!r}", exit_code=2)
 
 
 def _parse_literal(text):
@@ -55,13 +79,13 @@ def configure(defaults, argv):
 
     def apply(key, value, where):
         if key not in defaults:
-            raise ConfigError(f"unknown config key '{key}' in {where}{_closest(key, valid)}")
+            raise UserError(f"unknown config key '{key}' in {where}{_closest(key, valid)}", exit_code=2)
         overrides[key] = _coerce(key, value, defaults[key])
 
     for arg in argv:
         if arg.startswith('--'):
             if '=' not in arg:
-                raise ConfigError(f"argument {arg!r} has no value: write --key=value")
+                raise UserError(f"argument {arg!r} has no value: write --key=value (--help lists the keys)", exit_code=2)
             key, text = arg[2:].split('=', 1)  # first '=' only: --start="a=b" keeps its '='
             value = _parse_literal(text)
             if isinstance(defaults.get(key), str) and not isinstance(value, str):
@@ -69,14 +93,15 @@ def configure(defaults, argv):
             apply(key, value, 'the command line')
         else:
             if not os.path.isfile(arg):
-                raise ConfigError(f"config file {arg!r} not found (arguments are config files or --key=value)")
+                raise UserError(f"config file {arg!r} not found (arguments are config files or --key=value)",
+                                exit_code=2)
             scope = {}
             with open(arg) as f:
                 code = f.read()
             try:
                 exec(compile(code, arg, 'exec'), scope)
             except Exception as e:
-                raise ConfigError(f"config file {arg} failed: {type(e).__name__}: {e}")
+                raise UserError(f"config file {arg} failed: {type(e).__name__}: {e}", exit_code=2)
             for key, value in scope.items():
                 if key.startswith('_') or type(value).__name__ in ('module', 'function', 'type'):
                     continue  # imports, helpers and dunders are the file's own business
@@ -84,30 +109,26 @@ def configure(defaults, argv):
     return overrides
 
 
+def print_help(script, doc):
+    """The script's docstring and its config block: every knob, its default and its comment."""
+    with open(script) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('# ---'))
+    end = next(i for i, line in enumerate(lines) if 'configure_globals(' in line)
+    print((doc or '').strip() + '\n\nconfig knobs (set with a config file or --key=value):')
+    print('\n'.join(line for line in lines[start + 1:end] if not line.startswith('# ---')))
+
+
 def configure_globals(scope, argv=None):
     """Apply configure() to a script's globals: the ones that are plain values are its config.
-    Exits with status 2 and a one-line message on bad input. Returns the full config dict."""
+    --help prints them and exits 0. Returns (the full config dict, the overrides)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if '--help' in argv or '-h' in argv:
+        print_help(scope['__file__'], scope.get('__doc__'))
+        sys.exit(0)
     keys = [k for k, v in scope.items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-    try:
-        overrides = configure({k: scope[k] for k in keys}, sys.argv[1:] if argv is None else argv)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    overrides = configure({k: scope[k] for k in keys}, argv)
     for k, v in overrides.items():
         print(f"config: {k} = {v!r}")
     scope.update(overrides)
-    return {k: scope[k] for k in keys}
-
-
-def script_defaults(path):
-    """A script's config knobs and defaults, read from its source without running it: the
-    literal assignments at the top level before `config = configure_globals(...)`."""
-    defaults = {}
-    with open(path) as f:
-        tree = ast.parse(f.read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == 'config':
-                break
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
-    return defaults
+    return {k: scope[k] for k in keys}, overrides

@@ -13,9 +13,7 @@ import os
 import numpy as np
 import torch
 
-
-class DataError(Exception):
-    """Bad or missing data; the message says what to do."""
+from configurator import UserError
 
 
 def prepare_command(data_dir):
@@ -29,14 +27,25 @@ def prepare_command(data_dir):
 
 
 def read_meta(data_dir):
+    """meta.json, checked: it names a tokenizer this repo has, and the sizes of both splits."""
+    from tokenizer import TOKENIZERS
     path = os.path.join(data_dir, 'meta.json')
     if not os.path.exists(path):
-        raise DataError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
+        raise UserError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
     try:
         with open(path) as f:
-            return json.load(f)
-    except ValueError as e:
-        raise DataError(f"{path} is not valid JSON ({e}): re-run `{prepare_command(data_dir)} --force`")
+            meta = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}): re-run `{prepare_command(data_dir)} --force`")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}")
+    missing = [k for k in ('tokenizer', 'vocab_size', 'train_tokens', 'val_tokens') if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: re-run `{prepare_command(data_dir)} --force`")
+    if meta['tokenizer'] not in TOKENIZERS:
+        raise UserError(f"{path} names the tokenizer {meta['tokenizer']!r}, which this repo does not have "
+                        f"({', '.join(TOKENIZERS)}): re-prepare the data with one of them")
+    return meta
 
 
 def make_default_corpus_if_missing(data_dir):
@@ -54,22 +63,28 @@ def model_vocab_size(meta):
     return ((meta['vocab_size'] + 63) // 64) * 64
 
 
-def open_split(data_dir, split, block_size, vocab_size):
-    """The split as a read-only uint16 memmap, checked: present, long enough, ids < vocab_size."""
+def open_split(data_dir, split, block_size, vocab_size, meta):
+    """The split as a read-only uint16 memmap, checked: present, as long as meta.json says, long
+    enough for one window, and every id < vocab_size."""
     path = os.path.join(data_dir, f'{split}.bin')
     if not os.path.exists(path):
-        raise DataError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
-    data = np.memmap(path, dtype=np.uint16, mode='r')
-    if len(data) < block_size + 1:
-        raise DataError(f"{path} has {len(data)} tokens, fewer than block_size + 1 = {block_size + 1}: "
+        raise UserError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
+    size, expected = os.path.getsize(path), 2 * meta[f'{split}_tokens']
+    if size != expected:
+        raise UserError(f"{path} has {size:,} bytes but meta.json promises {meta[f'{split}_tokens']:,} uint16 tokens "
+                        f"({expected:,} bytes): it is truncated or from another run; re-run "
+                        f"`{prepare_command(data_dir)} --force`")
+    if size < 2 * (block_size + 1):
+        raise UserError(f"{path} has {size // 2} tokens, fewer than block_size + 1 = {block_size + 1}: "
                         f"lower block_size or prepare more data")
+    data = np.memmap(path, dtype=np.uint16, mode='r')
     # a full scan of a multi-GB split costs minutes at start-up; every 64th 1M-token chunk catches
     # a wrong tokenizer (its ids are everywhere) without that cost
     chunk = 1 << 20
     starts = range(0, len(data), chunk if len(data) <= 64 * chunk else 64 * chunk)
     top = max(int(data[s:s + chunk].max()) for s in starts)
     if top >= vocab_size:
-        raise DataError(f"{path} holds token id {top} but the model's vocab_size is {vocab_size}: "
+        raise UserError(f"{path} holds token id {top} but the model's vocab_size is {vocab_size}: "
                         f"the data was made with another tokenizer; re-prepare it or fix vocab_size")
     return data
 

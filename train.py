@@ -1,7 +1,7 @@
 """
 The one trainer, for every model in this repo (model_type='gpt' or 'nesterov'). With no
 arguments it trains a small byte-level GPT on the offline default corpus (prepared on the
-fly) in a few minutes on a laptop CPU.
+fly) in a few minutes on a laptop CPU. `python train.py --help` lists every knob.
 
 To run on a single GPU or CPU, example:
 $ python train.py config/train_tinystories_nesterov.py --batch_size=32 --compile=False
@@ -29,19 +29,20 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import loader
 import runtime
-from checkpoint import (CheckpointError, build_model, load_checkpoint, model_arg_names,
-                        save_checkpoint)
-from configurator import configure_globals
-from model_nesterov import format_scalars
+from checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from configurator import UserError, configure_globals, exit_on_user_error
+from model_nesterov import MODEL_TYPES, build_model, format_diagnostics, model_arg_names
+
+sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
 
 # -----------------------------------------------------------------------------
-# default config values: a 4-layer byte-level GPT on the Python docs, about 2.5 minutes on 2 CPU cores
+# default config values: a 4-layer byte-level GPT on the Python docs, a few minutes on 2 CPU cores
 # I/O
 out_dir = 'out'
-eval_interval = 250  # evaluate, print the learned scalars, and save checkpoints every this many iters
-log_interval = 25
+eval_interval = 250  # evaluate, print the diagnostics, and save checkpoints every this many iters
+log_interval = 25  # print the training loss (a host sync), check it is finite and the time budget
 eval_iters = 20  # batches per split in each evaluation (a fixed set, the same for every run)
-eval_only = False  # if True, evaluate once and exit
+eval_only = False  # if True, evaluate once and exit, writing nothing
 init_from = 'scratch'  # 'scratch' or 'resume' (continue exactly from out_dir/ckpt.pt)
 # wandb logging (optional, never required)
 wandb_log = False
@@ -66,7 +67,7 @@ momentum = 'nesterov'  # 'gd' (= the baseline), 'polyak' (heavy ball) or 'nester
 splitting = 'lie_trotter'  # 'lie_trotter' (attention step, then MLP step) or 'euler' (one combined step)
 mu_init = 0.5  # initial look-ahead mu = sigmoid(raw)
 beta_init = 0.5  # initial momentum beta = sigmoid(raw)
-gamma_init = 0.6931471805599453  # initial step gamma = softplus(raw); softplus(0) = ln 2
+gamma_init = math.log(2)  # initial step gamma = softplus(raw); softplus(0) = ln 2
 velocity_norm = 'shared'  # LayerNorm on the velocity: 'shared' per block, 'per_substep', or 'none'
 velocity_init = 'embedding'  # initial velocity: 'embedding' (own learned tables, the paper), 'zero', 'tied'
 # optimizer
@@ -89,34 +90,70 @@ lr_decay_iters = 1500  # ~= max_iters per Chinchilla
 min_lr = 1e-4  # ~= learning_rate/10 per Chinchilla
 # system
 device = 'auto'  # 'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
-dtype = 'auto'  # 'auto' (bfloat16 where supported, else float32), 'bfloat16', 'float16' (CUDA), 'float32'
-compile = True  # torch.compile the model where it works (a notice says when it cannot)
+dtype = 'auto'  # 'auto' (CUDA: bfloat16, else float16; CPU: whichever a probe finds faster here), 'bfloat16', 'float16', 'float32'
+compile = 'auto'  # torch.compile: 'auto' (CUDA: on; CPU: where bench.py measured it pays back in this run), True, False
 backend = 'auto'  # DDP backend: 'auto' (nccl on CUDA, gloo on CPU), 'nccl', 'gloo'
 seed = 1337  # the same seed gives the same initialization and the same data order
 # -----------------------------------------------------------------------------
-config = configure_globals(globals())  # overrides from config files and --key=value
+config, overrides = configure_globals(globals())  # config files and --key=value, checked against the above
 # -----------------------------------------------------------------------------
 
+# every value is checked before anything on disk is touched, so a bad run never damages a good one
+def require(ok, message):
+    if not ok:
+        raise UserError(message, exit_code=2)
 
-def fail(message):
-    """Bad input or a broken run: one line on stderr, non-zero exit, nothing on disk touched."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
 
+require(init_from in ('scratch', 'resume'), f"init_from={init_from!r}: expected 'scratch' or 'resume'")
+require(model_type in MODEL_TYPES, f"model_type={model_type!r}: expected one of {', '.join(MODEL_TYPES)}")
+require(optimizer in ('adamw', 'muon'), f"optimizer={optimizer!r}: expected 'adamw' or 'muon'")
+for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd',
+          'eval_interval', 'eval_iters', 'log_interval'):
+    require(config[k] >= 1, f"{k}={config[k]}: must be at least 1")
+for k in ('learning_rate', 'muon_lr', 'scalar_lr_mult'):
+    require(config[k] > 0, f"{k}={config[k]}: must be > 0")
+for k in ('max_iters', 'max_time', 'min_lr', 'weight_decay', 'grad_clip', 'muon_weight_decay', 'warmup_iters'):
+    require(config[k] >= 0, f"{k}={config[k]}: must be >= 0")
+for k in ('dropout', 'beta1', 'beta2', 'muon_momentum'):
+    require(0 <= config[k] < 1, f"{k}={config[k]}: must be in [0, 1)")
+require(n_embd % n_head == 0, f"n_embd={n_embd} is not divisible by n_head={n_head}: pick n_embd = n_head x head size")
+require(not decay_lr or lr_decay_iters > warmup_iters,
+        f"lr_decay_iters={lr_decay_iters} must be > warmup_iters={warmup_iters} (or set decay_lr=False)")
+require(vocab_size is None or vocab_size >= 1, f"vocab_size={vocab_size}: must be None (the dataset's) or >= 1")
+if wandb_log:
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb_log=True needs the wandb package: pip install wandb (or drop wandb_log)")
+if model_type == 'nesterov':
+    try:  # the variant names and initial step sizes
+        MODEL_TYPES['nesterov'][0](**{k: config[k] for k in model_arg_names('nesterov')})
+    except ValueError as e:
+        require(False, str(e))
 
-try:
-    rt = runtime.setup(device, dtype, compile, backend)
-except runtime.RuntimeSetupError as e:
-    fail(e)
-if gradient_accumulation_steps % rt.world_size != 0:
-    fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the "
-         f"{rt.world_size} torchrun processes")
+ckpt = None
+if init_from == 'resume':
+    ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
+    # the architecture and the optimizer kind are the checkpoint's: a different one cannot resume it
+    saved = {**ckpt['model_args'], 'model_type': ckpt['model_type'], 'optimizer': ckpt['config']['optimizer']}
+    for k, v in overrides.items():
+        require(k not in saved or saved[k] == v,
+                f"--init_from=resume: the checkpoint has {k}={saved.get(k)!r} but this run asks for {k}={v!r}; "
+                f"drop the override, or start a new run in another out_dir")
+    for k, v in saved.items():
+        config[k] = globals()[k] = v
+
+shape = dict(model_type=model_type, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+             batch_size=batch_size, momentum=momentum if model_type == 'nesterov' else 'gd')
+rt = runtime.setup(device, dtype, compile, backend, shape=shape, iters=max_iters)
+require(gradient_accumulation_steps % rt.world_size == 0,
+        f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the "
+        f"{rt.world_size} torchrun processes")
 grad_accum_local = gradient_accumulation_steps // rt.world_size
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
 if rt.master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,} "
           f"({rt.world_size} x {grad_accum_local} x {batch_size} x {block_size}) on {rt.device} in {rt.dtype}")
-    os.makedirs(out_dir, exist_ok=True)
 
 # data -------------------------------------------------------------------------
 data_dir = os.path.join(data_root, dataset)
@@ -124,96 +161,80 @@ if rt.master_process:
     loader.make_default_corpus_if_missing(data_dir)
 if rt.ddp:
     torch.distributed.barrier()  # the other ranks read what rank 0 may just have written
-ckpt = None
-if init_from == 'resume':
-    try:
-        ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), map_location=rt.device)
-    except CheckpointError as e:
-        fail(e)
-    # the architecture is the checkpoint's; a resumed run cannot change it
-    for k, v in ckpt['model_args'].items():
-        config[k] = globals()[k] = v
-    model_type = config['model_type'] = ckpt['model_type']
-elif init_from != 'scratch':
-    fail(f"init_from={init_from!r}: expected 'scratch' or 'resume'")
-try:
-    meta = loader.read_meta(data_dir)
-    if ckpt is not None and ckpt['meta']['tokenizer'] != meta['tokenizer']:
-        fail(f"the checkpoint was trained with the {ckpt['meta']['tokenizer']!r} tokenizer but {data_dir} "
-             f"uses {meta['tokenizer']!r}: resume on the dataset it was trained on")
-    if vocab_size is None:
-        vocab_size = config['vocab_size'] = loader.model_vocab_size(meta)
-    if vocab_size < meta['vocab_size']:
-        fail(f"vocab_size={vocab_size} is smaller than the dataset's vocabulary ({meta['vocab_size']}, "
-             f"{meta['tokenizer']}): use --vocab_size=None")
-    train_data = loader.open_split(data_dir, 'train', block_size, vocab_size)
-    val_data = loader.open_split(data_dir, 'val', block_size, vocab_size)
-except loader.DataError as e:
-    fail(e)
-splits = {'train': train_data, 'val': val_data}
+meta = loader.read_meta(data_dir)
+if ckpt is not None:
+    require(ckpt['meta']['tokenizer'] == meta['tokenizer'],
+            f"the checkpoint was trained with the {ckpt['meta']['tokenizer']!r} tokenizer but {data_dir} "
+            f"uses {meta['tokenizer']!r}: resume on the dataset it was trained on")
+if vocab_size is None:
+    vocab_size = config['vocab_size'] = loader.model_vocab_size(meta)
+require(vocab_size >= meta['vocab_size'], f"vocab_size={vocab_size} is smaller than the dataset's vocabulary "
+        f"({meta['vocab_size']}, {meta['tokenizer']}): use --vocab_size=None")
+splits = {split: loader.open_split(data_dir, split, block_size, vocab_size, meta) for split in ('train', 'val')}
 
 # model and optimizer ----------------------------------------------------------
 torch.manual_seed(seed)  # same seed, same initial weights on every rank and in every arm
-try:
-    model_args = {k: config[k] for k in model_arg_names(model_type)}
-    model = build_model(model_type, model_args)
-except ValueError as e:  # unknown model_type or variant name
-    fail(e)
+model_args = {k: config[k] for k in model_arg_names(model_type)}
+raw_model = build_model(model_type, model_args)  # the plain module: checkpoints and diagnostics read it
 if ckpt is not None:
-    model.load_state_dict(ckpt['model'])
-model.to(rt.device)
-raw_model = model  # the plain module: checkpoints, eval and the learned scalars read it
-optimizers = model.configure_optimizers(optimizer, weight_decay, learning_rate, (beta1, beta2), rt.device_type,
-                                        muon_lr=muon_lr, muon_momentum=muon_momentum,
-                                        muon_weight_decay=muon_weight_decay, scalar_lr_mult=scalar_lr_mult)
+    raw_model.load_state_dict(ckpt['model'])
+raw_model.to(rt.device)
+optimizers = raw_model.configure_optimizers(optimizer, weight_decay, learning_rate, (beta1, beta2), rt.device_type,
+                                            muon_lr=muon_lr, muon_momentum=muon_momentum,
+                                            muon_weight_decay=muon_weight_decay, scalar_lr_mult=scalar_lr_mult)
 scaler = torch.amp.GradScaler('cuda', enabled=(rt.dtype == 'float16'))  # only fp16 needs loss scaling
 data_rng = torch.Generator().manual_seed(seed)  # the training data order, identical on every rank
 iter_num, best_val_loss, train_time = 0, float('inf'), 0.0
 if ckpt is not None:
     for opt, state in zip(optimizers, ckpt['optimizers'], strict=True):
+        # the moments come from the checkpoint, the hyperparameters (lr, betas, weight decay) from
+        # this run's config, so an override at resume takes effect and the log reports what ran
+        hyper = [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
         opt.load_state_dict(state)
+        for group, h in zip(opt.param_groups, hyper):
+            group.update(h)
     scaler.load_state_dict(ckpt['scaler'])
     data_rng.set_state(ckpt['rng_state']['data'])
     iter_num, best_val_loss, train_time = ckpt['iter_num'], ckpt['best_val_loss'], ckpt['train_time']
     ckpt = None  # free the memory
 resumed_at = iter_num if init_from == 'resume' else None  # its evaluation is already in the log
+n_params = raw_model.get_num_params()
+peak_flops = rt.peak_flops()
 if rt.master_process:
-    print(f"{model_type} model: {raw_model.get_num_params() / 1e6:.2f}M non-embedding parameters, "
+    print(f"{model_type} model: {n_params / 1e6:.2f}M non-embedding parameters, "
           f"{raw_model.get_num_params(False) / 1e6:.2f}M total")
-model = eval_model = rt.maybe_compile(model)
+model = rt.maybe_compile(raw_model)  # what the steps and evaluations call
 if rt.ddp:
     model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == 'cuda' else None)
 
+# out_dir: touched only now that every input has been checked -----------------------------------------
+log_path = os.path.join(out_dir, 'log.jsonl')
+last_good = os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else None  # for the stop message
+if rt.master_process and not eval_only:
+    require(not os.path.exists(out_dir) or os.path.isdir(out_dir), f"out_dir={out_dir!r} is a file, not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        remove_stale_temporaries(out_dir)
+        # a fresh run starts a fresh log; a resumed one drops what came after its checkpoint (a killed
+        # run may have logged past it), so iterations in the log stay monotone
+        kept = []
+        if resumed_at is not None and os.path.exists(log_path):
+            with open(log_path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)['iter'] <= resumed_at]
+        with open(log_path + '.tmp', 'w') as f:
+            f.writelines(kept)
+        os.replace(log_path + '.tmp', log_path)
+    except OSError as e:
+        raise UserError(f"cannot write to out_dir={out_dir!r}: {e.strerror}; pick a writable --out_dir")
 
-@torch.no_grad()
-def estimate_loss():
-    """Mean loss over a fixed set of eval_iters batches per split, shared out across ranks."""
-    out = {}
-    raw_model.eval()
-    for split, data in splits.items():
-        offsets = loader.eval_offsets(len(data), block_size, eval_iters * batch_size).view(eval_iters, batch_size)
-        total = torch.zeros(2, device=rt.device)  # (sum of batch losses, number of batches)
-        for k in range(rt.rank, eval_iters, rt.world_size):
-            X, Y = loader.get_batch(data, offsets[k], block_size, rt.device)
-            with rt.autocast():
-                _, loss = eval_model(X, Y)
-            total += torch.stack([loss.float(), torch.ones((), device=rt.device)])
-        if rt.ddp:
-            torch.distributed.all_reduce(total)
-        out[split] = (total[0] / total[1]).item()
-    raw_model.train()
-    return out
 
-
-def get_lr(it):
-    """AdamW learning rate at iteration it: linear warmup, cosine decay to min_lr, then min_lr."""
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
-        return min_lr
-    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
-    return min_lr + coeff * (learning_rate - min_lr)
+def log_json(record):
+    """One JSON line per event in out_dir/log.jsonl: what compare.py and plots read."""
+    try:
+        with open(log_path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+    except OSError as e:
+        raise UserError(f"cannot write {log_path}: {e.strerror}")
 
 
 def save(name):
@@ -225,71 +246,108 @@ def save(name):
     }, os.path.join(out_dir, name))
 
 
-def log_json(record):
-    """One JSON line per event in out_dir/log.jsonl: what compare.py and plots read."""
-    with open(os.path.join(out_dir, 'log.jsonl'), 'a') as f:
-        f.write(json.dumps(record) + '\n')
-
-
-if wandb_log and rt.master_process:
-    import wandb
-    wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume='allow')
-if rt.master_process and iter_num == 0 and os.path.exists(os.path.join(out_dir, 'log.jsonl')):
-    os.remove(os.path.join(out_dir, 'log.jsonl'))  # a fresh run starts a fresh log
-
-
-
-def out_of_time():
-    """The time budget is spent; rank 0's clock decides for every rank, so all stop together."""
-    if max_time <= 0:
-        return False
-    flag = torch.tensor([float(train_time >= max_time)], device=rt.device)
+def everywhere(*flags):
+    """The flags OR-ed over the torchrun ranks, so that every rank takes the same branch."""
+    t = torch.tensor([float(f) for f in flags], device=rt.device)
     if rt.ddp:
-        torch.distributed.broadcast(flag, src=0)
-    return bool(flag.item())
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return [bool(f) for f in t.tolist()]
 
+
+def stop_diverged(what):
+    raise UserError(f"non-finite {what} at iter {iter_num}: stopping without saving; the last good checkpoint is "
+                    f"{last_good or 'none (none was saved by this run)'}. Try a lower learning_rate or dtype='float32'")
+
+
+@torch.no_grad()
+def estimate_loss():
+    """Mean loss over a fixed set of eval_iters batches per split, shared out across ranks."""
+    out = {}
+    model.eval()
+    for split, data in splits.items():
+        offsets = loader.eval_offsets(len(data), block_size, eval_iters * batch_size).view(eval_iters, batch_size)
+        total = torch.zeros(2, device=rt.device)  # (sum of batch losses, number of batches)
+        for k in range(rt.rank, eval_iters, rt.world_size):
+            X, Y = loader.get_batch(data, offsets[k], block_size, rt.device)
+            with rt.autocast():
+                _, loss = model(X, Y)
+            total += torch.stack([loss.float(), torch.ones((), device=rt.device)])
+        if rt.ddp:
+            torch.distributed.all_reduce(total)
+        out[split] = (total[0] / total[1]).item()
+    model.train()
+    return out
+
+
+def get_lr(it):
+    """Learning rate at iteration it: linear warmup, cosine decay to min_lr, then min_lr."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+if wandb_log and rt.master_process and not eval_only:
+    wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume='allow')
+
+# diagnostics batch: the first evaluation batch of the validation split, the same in every run
+X_diag, _ = loader.get_batch(splits['val'], loader.eval_offsets(len(splits['val']), block_size, batch_size),
+                             block_size, rt.device)
 
 # training loop ----------------------------------------------------------------
+nonfinite = torch.zeros((), dtype=torch.bool, device=rt.device)  # set on device, read at log time: no sync per step
 running_mfu = -1.0
+out_of_time = False
 while True:
-    # the same schedule multiplies every group (AdamW, Muon, the learned scalars) alike
+    # one schedule for every group (AdamW, Muon, the learned scalars), each from its own peak
     lr_scale = (get_lr(iter_num) if decay_lr else learning_rate) / learning_rate
     for opt in optimizers:
         for group in opt.param_groups:
             group['lr'] = group['base_lr'] * lr_scale
 
-    last_iter = iter_num >= max_iters or out_of_time()
+    last_iter = iter_num >= max_iters or out_of_time
     if (iter_num % eval_interval == 0 or last_iter) and iter_num != resumed_at or eval_only:
         losses = estimate_loss()
+        # never save a diverged model: its checkpoint would replace the last good one
+        bad_loss, bad_weights = everywhere(nonfinite.item() or not all(map(math.isfinite, losses.values())),
+                                           not all(torch.isfinite(p).all() for p in raw_model.parameters()))
+        if bad_loss or bad_weights:
+            stop_diverged('loss' if bad_loss else 'weights')
         if rt.master_process:
+            raw_model.eval()
+            with rt.autocast():
+                diagnostics = raw_model.diagnostics(X_diag)
+            raw_model.train()
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            scalars = raw_model.learned_scalars()
-            if scalars:
-                print(format_scalars(scalars))
-            log_json({'event': 'eval', 'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
-                      'lr': lr_scale * learning_rate, 'train_time': train_time, 'tokens': iter_num * tokens_per_iter,
-                      'scalars': scalars})
-            if wandb_log:
-                wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
-                           'lr': lr_scale * learning_rate, 'mfu': running_mfu * 100,
-                           **{f'scalars/{n}/layer{i}': v for n, vs in scalars.items() for i, v in enumerate(vs)}})
+            print(format_diagnostics(diagnostics))
             if not eval_only:
+                log_json({'event': 'eval', 'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
+                          'lr': lr_scale * learning_rate, 'train_time': train_time, 'tokens': iter_num * tokens_per_iter,
+                          'diagnostics': diagnostics})
+                if wandb_log:
+                    wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
+                               'lr': lr_scale * learning_rate, 'mfu': running_mfu * 100,
+                               **{f'diagnostics/{k}/layer{i}': v for k, vs in diagnostics.items() for i, v in enumerate(vs)}})
                 if losses['val'] < best_val_loss:
                     best_val_loss = losses['val']
                     save('ckpt_best.pt')
                 save('ckpt.pt')
+                last_good = os.path.join(out_dir, 'ckpt.pt')
                 print(f"saved checkpoints to {out_dir}")
     if last_iter or eval_only:
         break
 
     # one optimizer step over the global batch: all ranks draw the same offsets, each takes its share
     t0 = time.perf_counter()
-    # dropout masks depend only on (seed, rank, iter_num), so a resumed run draws the same ones
-    torch.manual_seed(seed + 100_003 * rt.rank + 7 * iter_num + 1)
-    offsets = loader.batch_offsets(data_rng, len(train_data), block_size, gradient_accumulation_steps * batch_size)
+    # dropout masks are a function of (seed, rank, iter), so a resumed run draws the same ones
+    torch.manual_seed(hash((seed, rt.rank, iter_num)))
+    offsets = loader.batch_offsets(data_rng, len(splits['train']), block_size, gradient_accumulation_steps * batch_size)
     offsets = offsets.view(gradient_accumulation_steps, batch_size)[rt.rank * grad_accum_local:][:grad_accum_local]
-    loss_sum = torch.zeros((), device=rt.device)
-    X, Y = loader.get_batch(train_data, offsets[0], block_size, rt.device)
+    X, Y = loader.get_batch(splits['train'], offsets[0], block_size, rt.device)
+    loss_sum = torch.zeros((), device=rt.device)  # this rank's mean loss over its micro-batches, on device
     for micro_step in range(grad_accum_local):
         if rt.ddp:
             # sync gradients only on the last micro step (what DDP's no_sync() does, without the context manager)
@@ -298,17 +356,13 @@ while True:
             _, loss = model(X, Y)
             loss = loss / grad_accum_local  # average over the micro steps
         if micro_step + 1 < grad_accum_local:  # fetch the next micro-batch while this one computes
-            X, Y = loader.get_batch(train_data, offsets[micro_step + 1], block_size, rt.device)
+            X, Y = loader.get_batch(splits['train'], offsets[micro_step + 1], block_size, rt.device)
         scaler.scale(loss).backward()
         loss_sum += loss.detach().float()
-    if rt.ddp:
-        torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
-    if not torch.isfinite(loss_sum):
-        fail(f"non-finite loss ({loss_sum.item()}) at iter {iter_num}: stopping before the update; the last good "
-             f"checkpoint is {os.path.join(out_dir, 'ckpt.pt')}. Try a lower learning_rate or dtype='float32'")
+    nonfinite |= ~torch.isfinite(loss_sum)
     for opt in optimizers:
         scaler.unscale_(opt)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     for opt in optimizers:
         scaler.step(opt)
     scaler.update()
@@ -316,20 +370,25 @@ while True:
         opt.zero_grad(set_to_none=True)
     iter_num += 1
 
+    if iter_num % log_interval == 0:  # the only host syncs of a training step, every log_interval steps
+        if rt.ddp:
+            torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
+        lossf = loss_sum.item()  # the mean over the global batch
+        # every rank stops at once: on a non-finite loss anywhere, or when the time is up
+        diverged, out_of_time = everywhere(nonfinite.item(), max_time > 0 and train_time >= max_time)
+        if diverged:
+            stop_diverged('loss')
+    dt = time.perf_counter() - t0
+    train_time += dt
     if iter_num % log_interval == 0 and rt.master_process:
-        lossf = loss_sum.item()  # a host sync: only at log time
-        dt = time.perf_counter() - t0
-        train_time += dt
-        if iter_num > 5:  # the first iterations include compilation and warm-up
-            mfu = raw_model.estimate_mfu(batch_size * grad_accum_local, dt, rt.device, rt.dtype)
-            if mfu is not None:
-                running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
+        if iter_num > 5 and peak_flops:  # the first iterations include compilation and warm-up
+            flops = runtime.flops_per_token(n_params, n_layer, n_head, n_embd, block_size)
+            mfu = flops * grad_accum_local * batch_size * block_size / dt / peak_flops
+            running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
         print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr_scale * learning_rate:.2e}, grad norm {grad_norm.item():.3f}, "
               f"time {dt * 1000:.1f}ms, {tokens_per_iter / dt:,.0f} tok/s, "
               f"mfu {'n/a' if running_mfu < 0 else f'{running_mfu * 100:.2f}%'}")
         log_json({'event': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr_scale * learning_rate,
                   'grad_norm': grad_norm.item(), 'dt': dt, 'tokens_per_s': tokens_per_iter / dt})
-    else:
-        train_time += time.perf_counter() - t0
 
 runtime.teardown(rt)

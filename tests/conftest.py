@@ -2,12 +2,15 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# tests never reach the network or wandb; one thread keeps subprocess timings stable on 2 cores
+# tests never reach the network or wandb, and keep runtime.py's measurements of this machine in
+# a cache of their own; one thread keeps subprocess timings stable on 2 cores
 os.environ.update(WANDB_MODE='disabled', HF_DATASETS_OFFLINE='1', HF_HUB_OFFLINE='1')
+os.environ['XDG_CACHE_HOME'] = tempfile.mkdtemp(prefix='yuriiformer-test-cache-')
 
 # a tiny model that trains in seconds on the CPU; every test that runs train.py starts from it
 TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',

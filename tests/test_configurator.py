@@ -1,11 +1,12 @@
-"""configurator.py: nanoGPT's config semantics, with the fixes listed in its docstring."""
+"""configurator.py: nanoGPT's config semantics, with the fixes listed in its docstring, and the
+one error path of every script."""
 import pytest
 
-from configurator import ConfigError, configure
-from conftest import run_script
+from configurator import UserError as ConfigError, configure
+from conftest import ROOT, run_script
 
 DEFAULTS = dict(batch_size=12, learning_rate=6e-4, compile=True, device='auto', vocab_size=None,
-                start="\n", wandb_run_name='run')
+                start="\n", wandb_run_name='run', dtype='auto')
 
 
 def test_overrides_parse_as_literals_in_order(tmp_path):
@@ -68,3 +69,34 @@ def test_train_py_unknown_key_exits_2_with_one_line():
     proc = run_script('train.py', '--learning_rat=1e-3', check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown config key 'learning_rat' in the command line (did you mean 'learning_rate'?)"
+
+
+@pytest.mark.parametrize('text,value', [('False', False), ('True', True), ('bfloat16', 'bfloat16'), ('auto', 'auto')])
+def test_an_auto_knob_also_takes_true_or_false(text, value):
+    assert configure(DEFAULTS, [f'--dtype={text}'])['dtype'] == value
+
+
+def test_a_config_file_can_build_on_another(tmp_path):
+    """The paper's arms import its recipe: config/train_owt_nesterov.py is the baseline's run
+    plus the accelerated block."""
+    defaults = dict(out_dir='out', model_type='gpt', momentum='nesterov', splitting='lie_trotter', velocity_init='embedding',
+                    velocity_norm='shared', wandb_run_name='run', dataset='x', muon_lr=0.0, max_iters=0,
+                    lr_decay_iters=0, warmup_iters=0, n_layer=0, n_head=0, n_embd=0, batch_size=0, block_size=0,
+                    gradient_accumulation_steps=0, dropout=0.1, bias=True, optimizer='adamw', learning_rate=0.0,
+                    scalar_lr_mult=0.0, beta1=0.0, beta2=0.0, weight_decay=0.0, grad_clip=0.0, min_lr=0.0,
+                    eval_interval=0, eval_iters=0, log_interval=0, wandb_project='p', dtype='auto', compile='auto')
+    cfg = configure(defaults, [f'{ROOT}/config/train_owt_nesterov.py'])
+    assert cfg['model_type'] == 'nesterov' and cfg['dataset'] == 'openwebtext' and cfg['muon_lr'] == 0.004
+    assert cfg['out_dir'] == 'out-owt-nesterov' and cfg['n_embd'] == 768
+
+
+@pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py'])
+def test_help_lists_every_knob_with_its_comment(script):
+    proc = run_script(script, '--help')
+    assert proc.returncode == 0 and proc.stderr == ''
+    assert 'config knobs' in proc.stdout and "device = 'auto'  # 'auto'" in proc.stdout
+
+
+def test_a_bad_value_exits_2_with_one_line():
+    proc = run_script('train.py', '--n_head=0', check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == 'error: n_head=0: must be at least 1'

@@ -1,90 +1,103 @@
-"""runtime.py's CPU memory setting: a training step stops faulting its memory back in every
-iteration once glibc keeps what it frees, large blocks included (see runtime.keep_freed_memory)."""
-import os
-import platform
-import subprocess
-import sys
+"""runtime.py: what 'auto' chooses on the CPU and why (a measured probe, cached per machine), an
+explicit choice always winning, the CUDA-only options refused, and the numbers behind MFU."""
+import json
 
 import pytest
-
-from conftest import ROOT
-
-# a few steady-state training steps of a small nesterov model; prints page faults per step
-STEPS = '''
-import resource, sys
 import torch
+
 import runtime
-from checkpoint import build_model
-applied = runtime.keep_freed_memory() if sys.argv[1] == 'keep' else False
-torch.manual_seed(0)
-model = build_model('nesterov', dict(block_size=128, vocab_size=256, n_layer=2, n_head=4, n_embd=128, dropout=0.0, bias=False))
-opt, = model.configure_optimizers('adamw', 0.1, 1e-3, (0.9, 0.99), 'cpu')
-idx = torch.randint(256, (16, 128), generator=torch.Generator().manual_seed(0))
-def step():
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        _, loss = model(idx, idx)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-for _ in range(3):
-    step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    step()
-print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
-'''
+from configurator import UserError
+
+SHAPE = dict(model_type='gpt', momentum='gd', n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8)
 
 
-def faults_per_step(mode, script=STEPS):
-    proc = subprocess.run([sys.executable, '-c', script, mode], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1'))
-    assert proc.returncode == 0, proc.stderr
-    applied, faults = proc.stdout.split()
-    return applied == 'True', float(faults)
-
-
-@pytest.mark.skipif(sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
-def test_keep_freed_memory_stops_the_page_faults_of_every_step():
-    applied, kept = faults_per_step('keep')
-    _, default = faults_per_step('default')
-    assert applied
-    assert default > 1000, default  # glibc's defaults: thousands of fresh pages per step (4 KiB each)
-    assert kept < 0.05 * default, (kept, default)  # measured 0-100 against 4,700-8,700
-
-
-# blocks past glibc's largest mmap threshold (32 MiB), like the logits of a GPT-2-vocabulary model
-BIG_BLOCKS = '''
-import resource, sys
-import torch
-import runtime
-applied = runtime.keep_freed_memory() if sys.argv[1] == 'keep' else False
-for _ in range(12):  # glibc's heap takes a few rounds of aligned 64 MiB blocks to settle
-    torch.ones(64 << 18)  # 64 MiB of float32, written and freed
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    torch.ones(64 << 18)
-print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
-'''
-
-
-@pytest.mark.skipif(sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
-def test_keep_freed_memory_keeps_blocks_larger_than_any_mmap_threshold():
-    applied, kept = faults_per_step('keep', BIG_BLOCKS)
-    _, default = faults_per_step('default', BIG_BLOCKS)
-    assert applied
-    assert default > 10_000, default  # 64 MiB mmap'd afresh every time: 16,384 pages of 4 KiB
-    assert kept < 0.01 * default, (kept, default)
-
-
-def test_setup_applies_it_on_the_cpu(monkeypatch):
-    import runtime
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache of this test's own, and a probe that reports fixed times and counts its calls."""
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
     calls = []
-    monkeypatch.setattr(runtime, 'keep_freed_memory', lambda: calls.append(1) or True)
-    runtime.setup('cpu', 'float32', compile=False, verbose=False)
-    assert calls == [1]
+
+    def probe(n_embd, tokens, dtype, times=dict(float32=0.004, bfloat16=0.001)):
+        calls.append((n_embd, tokens, dtype))
+        return times[dtype]
+    monkeypatch.setattr(runtime, 'probe_cpu_step', probe)
+    return tmp_path, calls
 
 
-def test_it_does_nothing_off_linux(monkeypatch):
-    import runtime
-    monkeypatch.setattr(runtime.sys, 'platform', 'darwin')
-    assert runtime.keep_freed_memory() is False
+def test_auto_dtype_takes_the_faster_precision_measured_here(cache, capsys):
+    _, calls = cache
+    rt = runtime.setup('cpu', 'auto', False, shape=SHAPE)
+    assert rt.dtype == 'bfloat16' and calls == [(32, 256, 'float32'), (32, 256, 'bfloat16')]
+    assert 'dtype auto: bfloat16: an MLP step of width 32 on 256 tokens took 4.00 ms in float32, 1.00 ms' \
+           in capsys.readouterr().out
+
+
+def test_the_measurement_is_cached_per_machine_and_torch(cache, capsys):
+    path, calls = cache
+    runtime.setup('cpu', 'auto', False, shape=SHAPE)
+    rt = runtime.setup('cpu', 'auto', False, shape=SHAPE)
+    assert rt.dtype == 'bfloat16' and len(calls) == 2  # the second run only reads
+    assert '(cached)' in capsys.readouterr().out.splitlines()[-1]
+    stored = json.loads((path / 'yuriiformer' / 'cpu.json').read_text())
+    key = runtime.machine_key()
+    assert torch.__version__ in key and stored[key]['dtype probe 32x256'] == dict(float32=0.004, bfloat16=0.001)
+
+
+def test_an_explicit_choice_wins_without_measuring(cache):
+    _, calls = cache
+    assert runtime.setup('cpu', 'float32', False, shape=SHAPE).dtype == 'float32'
+    assert calls == []
+
+
+def test_real_probe_times_both_precisions():
+    t32, t16 = (runtime.probe_cpu_step(16, 64, d) for d in ('float32', 'bfloat16'))
+    assert 0 < t32 < 1 and 0 < t16 < 10
+
+
+def test_auto_compile_on_the_cpu_follows_what_bench_measured(cache, monkeypatch):
+    monkeypatch.setattr(runtime, 'compile_blocker', lambda device_type: None)  # as if a compiler were present
+    key = dict(SHAPE, dtype='float32')
+    compile_, why = runtime.cpu_compile(key, iters=1000)
+    assert compile_ is False and 'no measurement' in why  # unmeasured: a CPU compile rarely pays back
+    runtime.record_step_times(key, eager_ms=100.0, compiled_ms=60.0, compile_s=30.0)
+    assert runtime.cpu_compile(key, iters=1000)[0] is True  # 1000 x 40 ms = 40 s saved > 30 s to compile
+    assert runtime.cpu_compile(key, iters=500)[0] is False  # 20 s saved < 30 s
+    assert runtime.setup('cpu', 'float32', 'auto', shape=SHAPE, iters=1000).compile is True
+    assert runtime.setup('cpu', 'float32', False, shape=SHAPE, iters=1000).compile is False  # explicit wins
+
+
+def test_compile_without_a_compiler_falls_back_with_a_notice(monkeypatch, capsys):
+    monkeypatch.setenv('PATH', '/nonexistent')
+    assert runtime.setup('cpu', 'float32', True).compile is False
+    assert 'note: torch.compile is off: no C++ compiler found' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('kw,message', [
+    (dict(dtype='float16'), "float16' needs CUDA"),
+    (dict(dtype='fp8'), "dtype='fp8'"),
+    (dict(compile='yes'), "compile='yes'"),
+    (dict(device='tpu'), "device='tpu'"),
+])
+def test_impossible_requests_are_one_line_errors(kw, message):
+    with pytest.raises(UserError, match=message):
+        runtime.setup(**{**dict(device='cpu', dtype='float32', compile=False), **kw})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message of a machine without CUDA')
+def test_cuda_requested_without_cuda():
+    with pytest.raises(UserError, match="CUDA is not available here: use --device=cpu"):
+        runtime.setup('cuda', 'auto', 'auto')
+
+
+def test_flops_per_token_is_palms_count():
+    # 6N + 12 L H Q T with N = 1000, L = 2, H = 4, Q = 8, T = 16
+    assert runtime.flops_per_token(1000, 2, 4, 32, 16) == 6 * 1000 + 12 * 2 * 4 * 8 * 16
+
+
+def test_cpu_peak_flops_is_measured_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+    rt = runtime.Runtime('cpu', 'cpu', 'float32', False, False)
+    peak = rt.peak_flops()
+    assert 1e8 < peak < 1e14
+    monkeypatch.setattr(runtime, 'best_seconds', lambda fn, reps: pytest.fail('measured twice'))
+    assert rt.peak_flops() == peak

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
+from configurator import UserError
 from conftest import TINY, read_log, run_script, write_dataset
 
 
@@ -122,7 +123,7 @@ def test_resume_refuses_corrupt_checkpoint_and_tokenizer_mismatch(data_root, tmp
     train(data_root, tmp_path / 'run', '--max_iters=2', '--eval_interval=2')
     write_dataset(tmp_path, 'gpt2_data', [1, 2, 3] * 100, [1, 2] * 100, tokenizer='gpt2', vocab_size=50257)
     proc = train(tmp_path, tmp_path / 'run', '--dataset=gpt2_data', '--init_from=resume', check=False)
-    assert proc.returncode == 1 and "trained with the 'bytes' tokenizer" in proc.stderr
+    assert proc.returncode == 2 and "trained with the 'bytes' tokenizer" in proc.stderr
     with open(tmp_path / 'run' / 'ckpt.pt', 'r+b') as f:
         f.truncate(1000)
     proc = train(data_root, tmp_path / 'run', '--init_from=resume', check=False)
@@ -138,9 +139,9 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
         f.write(b'partial bytes')
         raise OSError('disk full')
     monkeypatch.setattr(torch, 'save', failing_save)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match='cannot save .*disk full; the previous checkpoint is unchanged'):
         save_checkpoint({'model': {'w': torch.zeros(3)}, 'model_type': 'gpt', 'model_args': {}}, path)
     assert torch.equal(load_checkpoint(path)['model']['w'], torch.ones(3))
     assert os.listdir(tmp_path) == ['ckpt.pt']  # no temporary file left behind
-    with pytest.raises(CheckpointError, match='no checkpoint at'):
+    with pytest.raises(UserError, match='no checkpoint at'):
         load_checkpoint(str(tmp_path / 'other.pt'))

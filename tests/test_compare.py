@@ -1,9 +1,11 @@
-"""compare.py as a user runs it: arms x seeds through train.py, then CSVs, a plot and the table."""
+"""compare.py as a user runs it: arms x seeds through train.py, then CSVs, plots and the table;
+and its statistics against a hand computation."""
 import csv
 
+import numpy as np
 import pytest
 
-from configurator import script_defaults
+import compare
 from conftest import TINY, run_script
 
 ARMS = ['baseline', 'copy=baseline', 'gd', 'polyak']
@@ -33,12 +35,15 @@ def test_compare_writes_csv_plot_and_table(comparison):
     assert len(runs) == len(ARMS) * len(SEEDS)
     assert {(r['arm'], r['seed']) for r in runs} == {(a.split('=')[0], s) for a in ARMS for s in SEEDS}
     assert all(int(r['final_iter']) == 6 and float(r['tokens_per_s']) > 0 for r in runs)
+    assert all(float(r['final_train']) > 0 for r in runs)  # train loss beside val
     assert [r['arm'] for r in read_csv(out / 'summary.csv')] == ['baseline', 'copy', 'gd', 'polyak']
-    assert (out / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    for png in ('curves.png', 'gaps.png'):
+        assert (out / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert len(read_csv(out / 'curves.csv')) == len(runs) * 3  # evals at steps 0, 3 and 6
+    assert {r['arm'] for r in read_csv(out / 'gaps.csv')} == {'copy', 'gd', 'polyak'}
     table = (out / 'table.md').read_text()
-    assert '| arm | params | best val | final val | val @ step 6 |' in table and table.strip() in proc.stdout
-    assert table.count('\n| ') == len(ARMS)
+    assert '| arm | params | best val | final val | train @ step 6 | val @ step 6 | minus baseline @ step 6 |' in table
+    assert table.strip() in proc.stdout and table.count('\n| ') == len(ARMS)
 
 
 def test_identical_arms_have_identical_losses(comparison):
@@ -63,15 +68,47 @@ def test_summarize_existing_runs(comparison, tmp_path):
     assert (tmp_path / 'curves.png').exists() and '| polyak (2) |' in proc.stdout
 
 
-def test_matched_arm_is_the_closest_baseline(tmp_path, data_root):
-    import compare
-    cfg = compare.resolve(['--n_layer=4', '--n_head=4', '--n_embd=128', f'--data_root={data_root}'], script_defaults(compare.TRAIN))
-    target = compare.cfg_params({**cfg, 'model_type': 'nesterov', 'momentum': 'nesterov'})[0]
-    key, value = compare.match_params(cfg, target)
-    best = abs(compare.cfg_params({**cfg, key: value})[0] - target)
-    assert key == 'n_embd' and value % 4 == 0 and value > 128
-    for other in (value - 4, value + 4):  # no neighbouring width is closer
-        assert abs(compare.cfg_params({**cfg, 'n_embd': other})[0] - target) >= best
+def test_matched_width_is_the_closest_baseline():
+    args = dict(block_size=128, vocab_size=256, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
+    target = compare.count_params('nesterov', dict(args, momentum='nesterov'))[0]
+    width = compare.matched_width(args, target)
+    best = abs(compare.count_params('gpt', dict(args, n_embd=width))[0] - target)
+    assert width % 4 == 0 and width > 128
+    for other in (width - 4, width + 4):  # no neighbouring width is closer
+        assert abs(compare.count_params('gpt', dict(args, n_embd=other))[0] - target) >= best
+
+
+def fake_run(arm, seed, vals, iters=(0, 10, 20), diverged=False):
+    vals = np.array(vals, float)
+    return dict(arm=arm, seed=seed, iters=np.array(iters, float), times=np.array(iters, float) / 10, vals=vals,
+                trains=vals - 0.1, diverged=diverged, tokens_per_s=100.0, params_total=1, params_non_embedding=1)
+
+
+def test_paired_differences_equal_a_hand_computation():
+    """arm b minus arm a at step 20, paired by seed: 2.0-2.5 = -0.5, 3.0-2.9 = +0.1, 2.2-2.4 = -0.2,
+    so mean -0.2, sample std sqrt((0.09 + 0.09 + 0) / 2) = 0.3, below 0 in 2 of 3 seeds."""
+    runs = [fake_run('a', 1, [5, 3, 2.5]), fake_run('a', 2, [5, 3.5, 2.9]), fake_run('a', 3, [5, 3, 2.4]),
+            fake_run('b', 1, [5, 2.5, 2.0]), fake_run('b', 2, [5, 3.6, 3.0]), fake_run('b', 3, [5, 3.1, 2.2])]
+    steps, seconds, summary = compare.analyse(runs, 'a')
+    assert (steps, seconds) == (20, 2.0)
+    b = summary[1]
+    assert b['val_at_steps_minus_ref_mean'] == pytest.approx(-0.2)
+    assert b['val_at_steps_minus_ref_std'] == pytest.approx(0.3)
+    assert (b['val_at_steps_minus_ref_below'], b['val_at_steps_minus_ref_above'], b['val_at_steps_minus_ref_n']) == (2, 1, 3)
+    assert b['val_at_steps'] == pytest.approx(7.2 / 3) and b['final_train'] == pytest.approx(7.2 / 3 - 0.1)
+    assert summary[0]['val_at_steps_minus_ref_mean'] == 0.0  # the reference against itself
+    # the course over training: at step 10 the differences are -0.5, +0.1, +0.1
+    gaps = {g['step']: g for g in compare.gaps_vs_step(runs, 'a')}
+    assert sorted(gaps) == [0, 10, 20]
+    assert gaps[10]['mean'] == pytest.approx(-0.1) and gaps[10]['std'] == pytest.approx(np.std([-0.5, 0.1, 0.1], ddof=1))
+    assert (gaps[10]['below'], gaps[10]['above']) == (1, 2) and gaps[0]['mean'] == 0.0
+
+
+def test_a_diverged_seed_drops_out_of_the_pairs():
+    runs = [fake_run('a', 1, [5, 3, 2.5]), fake_run('a', 2, [5, 3, 2.5]),
+            fake_run('b', 1, [5, 2.0, 1.5]), fake_run('b', 2, [5, float('nan')], iters=(0, 10), diverged=True)]
+    _, _, summary = compare.analyse(runs, 'a')
+    assert summary[1]['val_at_steps_minus_ref_n'] == 1 and summary[1]['val_at_steps_minus_ref_mean'] == pytest.approx(-1.0)
 
 
 def test_a_diverged_run_is_reported_and_the_comparison_goes_on(tmp_path, data_root):

@@ -117,7 +117,12 @@ def report_memory(compiled):
     _, step = build(arms, s, rt)
     for i in range(warmup_iters + 2):  # the first step allocates the gradients and AdamW's state
         step(i)
-    print(json.dumps(dict(peak_mem_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10)))  # Linux: KiB
+    try:  # this process image's peak; getrusage's ru_maxrss would include the parent's at the fork
+        with open('/proc/self/status') as f:
+            peak_kib = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+    except (OSError, StopIteration):
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # elsewhere (Linux reports KiB)
+    print(json.dumps(dict(peak_mem_mb=peak_kib / 2**10)))
 
 
 def cpu_memory_mb(arm, compiled):

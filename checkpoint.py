@@ -62,6 +62,24 @@ def save_checkpoint(ckpt, path):
             os.remove(tmp)
 
 
+def link_checkpoint(src, dst):
+    """dst becomes the same file as src (a hard link, renamed into place atomically): a best
+    checkpoint that is also the last one costs no second write. Where hard links are not
+    possible, a copy."""
+    tmp = f"{dst}.tmp{os.getpid()}"
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise UserError(f"cannot write {dst}: {e.strerror or e}; {src} is saved") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def load_checkpoint(path, map_location='cpu', mmap=False):
     """The checkpoint dict; mmap=True maps the tensors instead of reading them (for metadata)."""
     if not os.path.exists(path):

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import loader
 import runtime
-from checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from checkpoint import link_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from configurator import UserError, configure_globals, exit_on_user_error
 from model_nesterov import MODEL_TYPES, build_model, format_diagnostics, model_arg_names
 
@@ -331,10 +331,11 @@ while True:
                     wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
                                'lr': lr_scale * learning_rate, 'mfu': running_mfu * 100,
                                **{f'diagnostics/{k}/layer{i}': v for k, vs in diagnostics.items() for i, v in enumerate(vs)}})
-                if losses['val'] < best_val_loss:
-                    best_val_loss = losses['val']
-                    save('ckpt_best.pt')
+                improved = losses['val'] < best_val_loss
+                best_val_loss = min(best_val_loss, losses['val'])
                 save('ckpt.pt')
+                if improved:
+                    link_checkpoint(os.path.join(out_dir, 'ckpt.pt'), os.path.join(out_dir, 'ckpt_best.pt'))
                 last_good = os.path.join(out_dir, 'ckpt.pt')
                 print(f"saved checkpoints to {out_dir}")
     if last_iter or eval_only:

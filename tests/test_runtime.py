@@ -17,7 +17,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
     calls = []
 
-    def probe(n_embd, tokens, dtype, times=dict(float32=0.004, bfloat16=0.001)):
+    def probe(n_embd, tokens, dtype, give_up=None, times=dict(float32=0.004, bfloat16=0.001)):
         calls.append((n_embd, tokens, dtype))
         return times[dtype]
     monkeypatch.setattr(runtime, 'probe_cpu_step', probe)
@@ -52,6 +52,19 @@ def test_an_explicit_choice_wins_without_measuring(cache):
 def test_real_probe_times_both_precisions():
     t32, t16 = (runtime.probe_cpu_step(16, 64, d) for d in ('float32', 'bfloat16'))
     assert 0 < t32 < 1 and 0 < t16 < 10
+
+
+def test_a_slow_precision_is_timed_once():
+    """An emulated bf16 can be 50x slower than fp32: one call past give_up decides it."""
+    calls = []
+    assert runtime.best_seconds(lambda: calls.append(1), 3, give_up=-1.0) >= 0 and len(calls) == 1
+    assert runtime.best_seconds(lambda: calls.append(1), 3) >= 0 and len(calls) == 1 + 4
+
+
+def test_the_probe_is_capped_for_wide_models(cache):
+    _, calls = cache
+    runtime.cpu_dtype(768, 12 * 1024)
+    assert calls[0] == (768, 141, 'float32')  # 2e9 / (24 x 768^2) rows: about 2 GFLOP a step
 
 
 def test_auto_compile_on_the_cpu_follows_what_bench_measured(cache, monkeypatch):
@@ -99,5 +112,5 @@ def test_cpu_peak_flops_is_measured_once_and_cached(tmp_path, monkeypatch):
     rt = runtime.Runtime('cpu', 'cpu', 'float32', False, False)
     peak = rt.peak_flops()
     assert 1e8 < peak < 1e14
-    monkeypatch.setattr(runtime, 'best_seconds', lambda fn, reps: pytest.fail('measured twice'))
+    monkeypatch.setattr(runtime, 'best_seconds', lambda *a, **k: pytest.fail('measured twice'))
     assert rt.peak_flops() == peak

@@ -1,7 +1,7 @@
 """
 Experiments on the clustering of tokens on the sphere (dynamics/sphere.py). Each writes a PNG
 and a JSON of its numbers into --out_dir.
-$ python -m dynamics.exp_sphere --experiment all          # all five, ~1 min on 2 cores
+$ python -m dynamics.exp_sphere --experiment all          # all five, ~9 min on one thread (phase: 7.5)
 $ python -m dynamics.exp_sphere --experiment staircase --n 32 --n_starts 64
 Experiments: trajectories, staircase, orthogonal, phase, histograms.
 """
@@ -15,7 +15,7 @@ import torch
 
 from dynamics import save_experiment
 from dynamics.sphere import (angle_field, count_clusters, gamma_ode, gram, offdiag, random_sphere, rk4,
-                             simulate)
+                             simulate, step)
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--experiment", default="all",
@@ -29,7 +29,11 @@ parser.add_argument("--threshold", type=float, default=0.999,
                     help="tokens with <x_i, x_j> above this are in one cluster (the phase diagram's 1 - delta)")
 parser.add_argument("--betas", default="1,3,5,9", help="staircase inverse temperatures")
 parser.add_argument("--t_final", type=float, default=300.0, help="staircase horizon")
-parser.add_argument("--d_phase", type=int, default=128, help="dimension of the phase diagram (large: near-orthogonal start)")
+parser.add_argument("--d_phase", default="2,8,32,128", help="dimensions of the phase diagram, one panel each")
+parser.add_argument("--n_starts_phase", type=int, default=256, help="random starts per beta in the phase diagram")
+parser.add_argument("--t_phase", type=float, default=40.0, help="phase diagram horizon")
+parser.add_argument("--full", action="store_true",
+                    help="phase diagram at the authors' size: 2048 starts for each of 90 betas in [0.1, 9]")
 parser.add_argument("--threads", type=int, default=1, help="torch threads; these systems are too small to gain from more")
 
 
@@ -110,26 +114,41 @@ def orthogonal(args, g):
 
 
 def phase(args, g):
-    """Fraction of pairs with <x_i, x_j> > 1 - delta over (t, beta), gamma_beta(t) = 1 - delta on top."""
-    n, d, S, T = args.n, args.d_phase, max(1, args.n_starts // 8), 40.0
-    betas = torch.arange(0, 9.01, 0.5)
-    beta = betas.repeat_interleave(S)
-    ts, xs = simulate(random_sphere(len(beta), n, d, g), T, args.dt, beta)
-    frac = (offdiag(gram(xs)) > args.threshold).double().mean(-1).view(len(ts), len(betas), S).mean(-1)
+    """Fraction of pairs with <x_i, x_j> > 1 - delta over (t, beta), one panel per d, gamma_beta(t) = 1 - delta
+    on top (the ODE of the orthogonal start, which a random start approaches only for d >> n)."""
+    n, S, T = args.n, 2048 if args.full else args.n_starts_phase, args.t_phase
+    dims = [int(d) for d in args.d_phase.split(",")]
+    betas = torch.linspace(0.1, 9, 90) if args.full else torch.arange(0, 9.01, 0.5)
     fine = torch.linspace(0, 9, 181)  # the ODE is cheap: a fine beta grid for a smooth curve
     tg, gam = gamma_ode(T, fine, n, dt=0.01)  # (T', 181)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    im = ax.pcolormesh(ts, betas, frac.T, shading="nearest", cmap="viridis")
-    fig.colorbar(im, label=f"fraction of pairs with <x_i, x_j> > {args.threshold}")
-    ax.contour(tg, fine, gam.T, levels=[args.threshold], colors="r")
-    ax.plot([], [], "r", label="gamma_beta(t) = 1 - delta (ODE)")
-    ax.set(xlabel="t", ylabel="beta", title=f"SA, n = {n}, d = {d}, Euler dt = {args.dt}, {S} starts")
-    ax.legend(loc="upper left", fontsize=8)
-    # where the particles cross half-clustered vs where the ODE crosses 1 - delta, per beta
-    cross = lambda v, t: [t[int(c.nonzero()[0])].item() if c.any() else None for c in v.T]
-    numbers = {"n": n, "d": d, "n_starts": S, "dt": args.dt, "threshold": args.threshold, "betas": betas.tolist(),
-               "t_half_of_pairs_clustered": cross(frac >= 0.5, ts),
-               "t_gamma_ode_reaches_threshold": cross(gam[:, ::10] >= args.threshold, tg)}
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 4.0), sharey=True, squeeze=False,
+                             layout="constrained")
+    axes = axes[0]
+    cross = lambda v, t: [t[int(c.nonzero()[0])].item() if c.any() else None for c in v.T]  # first t per beta
+    numbers = {"n": n, "n_starts": S, "dt": args.dt, "t_final": T, "threshold": args.threshold, "betas": betas.tolist(),
+               "t_gamma_ode_reaches_threshold": cross(gam[:, ::10] >= args.threshold, tg)}  # beta = 0, 0.5, .., 9
+    for ax, d in zip(axes, dims):
+        chunks = []  # a few betas at a time, and only the fraction per step: all states would not fit in memory
+        for bs in betas.split(max(1, 8192 // S)):
+            beta = bs.repeat_interleave(S)
+            x, fracs = random_sphere(len(beta), n, d, g), []
+            for k in range(round(T / args.dt) + 1):
+                if k > 0:
+                    x = step(x, args.dt, beta)
+                fracs.append((offdiag(gram(x)) > args.threshold).double().mean(-1).view(len(bs), S).mean(-1))
+            chunks.append(torch.stack(fracs))
+        frac = torch.cat(chunks, 1)  # (T, len(betas))
+        ts = args.dt * torch.arange(len(frac))
+        im = ax.pcolormesh(ts, betas, frac.T, shading="nearest", cmap="viridis", vmin=0, vmax=1)
+        ax.contour(tg, fine, gam.T, levels=[args.threshold], colors="r")
+        ax.set(xlabel="t", title=f"d = {d}")
+        numbers[f"d={d}"] = {"t_half_of_pairs_clustered": cross(frac >= 0.5, ts),
+                             "fraction_at_t_final": frac[-1].tolist()}
+    axes[0].set_ylabel("beta")
+    axes[0].plot([], [], "r", label="gamma_beta(t) = 1 - delta (ODE, d >= n)")
+    axes[0].legend(loc="upper left", fontsize=7)
+    fig.colorbar(im, ax=axes, label=f"fraction of pairs with <x_i, x_j> > {args.threshold}")
+    fig.suptitle(f"SA, n = {n}, Euler dt = {args.dt}, {S} starts per beta")
     save_experiment(fig, "phase", numbers, args.out_dir)
 
 

@@ -1,20 +1,31 @@
 """
 Accelerated attention as inertial particle dynamics (SympFormer, Stein, Li, Steidl,
-arXiv 2603.16535; equations as in shared/spec/particles.md, part 2).
+arXiv 2603.16535; equations as in shared/spec/particles.md, part 2, and the authors' code,
+github.com/ViktorAJStein/SympFormer, model.py).
 
 Tokens carry a position x_i and a momentum y_i, (B, N, d) each for B initial conditions.
-Everything derives from one Hamiltonian with kernel K (linear x^T A y, or softmax attention)
-and potential f(x) = -1/2 x^T V x:
-    H = (1/2N^2) sum_ij K(x_i, x_j) (y_i . y_j) + (1/N) sum_i f(x_i)
+Each block is one Hamiltonian H(x, y) and the damped flow
     dx_i/dt = N dH/dy_i,   dy_i/dt = -alpha(t) y_i - N dH/dx_i,   alpha(t) = c_log / t + c_lin.
-The force -N dH/dx is taken by autograd, so the linear and the softmax blocks share one code
-path and cannot disagree in sign. For the linear kernel with symmetric A this is the spec's
-    dx_i/dt = M_yx A x_i,   dy_i/dt = -alpha y_i - A M_xy y_i + V x_i
-(a non-symmetric A enters H only through its symmetric part). The classical block is the
-first-order flow dx_i/dt = (1/N) sum_j K(x_i, x_j) V x_j (= V M_xx A x_i for the linear kernel).
+The force -N dH/dx is taken by autograd, so no hand-written force can disagree in sign with H.
 
-An oracle call is one evaluation of the kernel matrix K(X) (one attention evaluation);
-`n_oracle_calls` counts them. Library only; the experiments are in dynamics/exp_inertial.py:
+linear attention, kernel K_ij = x_i^T A x_j, potential f(x) = -1/2 x^T V x:
+    H = (1/2N^2) sum_ij K_ij (y_i . y_j) + (1/N) sum_i f(x_i)
+  which for symmetric A is the spec's dx_i/dt = M_yx A x_i, dy_i/dt = -alpha y_i - A M_xy y_i + V x_i.
+softmax attention, the authors' Hamiltonian (their TheorySoftmax* classes): E_ij = exp(beta x_i^T A x_j),
+kernel density z_i = (1/N) sum_j E_ij, kinetic matrix B = -sym(V A^{-1}):
+    H = (1/2N) sum_i y_i^T B y_i / z_i + (1/2 beta N^2) sum_ij (E_ij - 1)
+  The kinetic energy is (1/2N) sum_i |y_i|_B^2 / z_i: positive semi-definite for every x as soon as B is,
+  because z_i > 0. Its overdamped limit is row-softmax attention: with y = -N dH/dx / alpha,
+  dx_i/dt = (1/alpha) sum_j softmax_j(beta x_i^T A x_j) V x_j when A and V A^{-1} are symmetric.
+  The authors write B = +sym(V A^{-1}) and the potential with a minus sign; ours is minus theirs with
+  y -> -y, the same positions, chosen so that B >= 0 where V A^{-1} <= 0, the descent case, as V <= 0
+  is for the linear block's f (the spec's reference V = -Q, A = I gives B = Q and a potential
+  minimized at x = 0, like f).
+The classical block is row attention, one Euler step x_i <- x_i + h sum_j W_ij V x_j with
+W = K / N (linear) or the row softmax of beta x_i^T A x_j.
+
+An oracle call is one evaluation of the kernel matrix (one attention evaluation), kernel_matrix().
+Library only; the experiments are in dynamics/exp_inertial.py:
 $ python -m dynamics.exp_inertial --experiment all
 """
 import math
@@ -22,40 +33,55 @@ import torch
 
 from dynamics.sphere import rk4
 
-n_oracle_calls = 0  # incremented by oracle(); read it before and after to count a run's calls
-
 
 def kernel_matrix(x, A, kind="linear", beta=1.0):
-    """K_ij = K(x_i, x_j), (B, N, N). softmax: N * softmax_j(beta x_i^T A x_j), scaled by N so
-    that (1/N) sum_j K_ij y_j is the attention output, as (1/N) sum_j (x_i^T A x_j) y_j is."""
-    s = x @ A @ x.transpose(1, 2)  # (B, N, N)
+    """The oracle, (B, N, N): K_ij = x_i^T A x_j (linear) or E_ij = exp(beta x_i^T A x_j) (softmax)."""
+    s = x @ A @ x.mT  # (B, N, N)
     if kind == "linear":
         return s
     if kind == "softmax":
-        return x.shape[1] * torch.softmax(beta * s, dim=-1)
+        return torch.exp(beta * s)
     raise ValueError(f"kind must be 'linear' or 'softmax', got {kind!r}")
 
 
-def oracle(x, A, kind="linear", beta=1.0):
-    global n_oracle_calls
-    n_oracle_calls += 1
-    return kernel_matrix(x, A, kind, beta)
+def attention(K, v, kind="linear"):
+    """Row attention of values v (B, N, d) with kernel K: (1/N) K v, or the row-normalized
+    E v / sum_j E_ij, which is softmax attention (E = exp of the scores)."""
+    if kind == "linear":
+        return K @ v / K.shape[-1]
+    return K @ v / K.sum(-1, keepdim=True)  # no max-subtraction: in float64 exp holds scores up to 709
 
 
-def potential(x, V):
-    """(1/N) sum_i f(x_i) with f(x) = -1/2 x^T V x, (B,). With V = -Q: E = (1/2N) sum x^T Q x."""
-    return -0.5 * ((x @ V) * x).sum((1, 2)) / x.shape[1]
+def kinetic_matrix(V, A):
+    """B = -sym(V A^{-1}), (d, d): the softmax block's kinetic matrix; V = -B A for symmetric A, B."""
+    VAinv = torch.linalg.solve(A.T, V.T).T
+    return -(VAinv + VAinv.T) / 2
 
 
-def hamiltonian(K, x, y, V):
-    """H for a given kernel matrix K (B, N, N), (B,)."""
+def potential(x, V, A=None, kind="linear", beta=1.0, K=None):
+    """The block's potential energy, (B,). linear: (1/N) sum_i f(x_i), f(x) = -1/2 x^T V x
+    (with V = -Q: E = (1/2N) sum x^T Q x). softmax: (1/2 beta N^2) sum_ij (E_ij - 1), zero at x = 0."""
     N = x.shape[1]
-    return (K * (y @ y.transpose(1, 2))).sum((1, 2)) / (2 * N * N) + potential(x, V)
+    if kind == "linear":
+        return -0.5 * ((x @ V) * x).sum((1, 2)) / N
+    K = kernel_matrix(x, A, kind, beta) if K is None else K
+    return (K - 1).sum((1, 2)) / (2 * beta * N * N)
+
+
+def hamiltonian(K, x, y, V, A, kind="linear", beta=1.0):
+    """H at (x, y) for the kernel matrix K = kernel_matrix(x), (B,)."""
+    N = x.shape[1]
+    if kind == "linear":
+        kinetic = ((K @ y) * y).sum((1, 2)) / (2 * N * N)  # (1/2N^2) sum_ij K_ij y_i . y_j
+    else:
+        z = K.mean(-1)  # (B, N), the kernel density at x_i
+        kinetic = (((y @ kinetic_matrix(V, A)) * y).sum(-1) / z).sum(-1) / (2 * N)
+    return kinetic + potential(x, V, A, kind, beta, K)
 
 
 def energy(x, y, V, A, kind="linear", beta=1.0):
     """H(x, y), for measuring: not an oracle call of the dynamics."""
-    return hamiltonian(kernel_matrix(x, A, kind, beta), x, y, V)
+    return hamiltonian(kernel_matrix(x, A, kind, beta), x, y, V, A, kind, beta)
 
 
 def forces(x, y, V, A, kind="linear", beta=1.0):
@@ -63,14 +89,17 @@ def forces(x, y, V, A, kind="linear", beta=1.0):
     conservative force G = -N dH/dx (B, N, d) at (x, y), by autograd."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        K = oracle(x, A, kind, beta)
-        (dHdx,) = torch.autograd.grad(hamiltonian(K, x, y, V).sum(), x)
+        K = kernel_matrix(x, A, kind, beta)
+        (dHdx,) = torch.autograd.grad(hamiltonian(K, x, y, V, A, kind, beta).sum(), x)
     return K.detach(), -x.shape[1] * dHdx
 
 
-def drift(K, y):
-    """N dH/dy = (1/N) sum_j sym(K)_ij y_j, (B, N, d): H is quadratic in y, so this reuses K."""
-    return 0.5 * (K + K.transpose(1, 2)) @ y / y.shape[1]
+def drift(K, y, V, A, kind="linear"):
+    """N dH/dy, (B, N, d): (1/N) sum_j sym(K)_ij y_j, or B y_i / z_i. H is quadratic in y,
+    so the drift reuses the kernel matrix of the force."""
+    if kind == "linear":
+        return 0.5 * (K + K.mT) @ y / y.shape[1]
+    return y @ kinetic_matrix(V, A) / K.mean(-1, keepdim=True)
 
 
 def damping(t, h, c_log, c_lin):
@@ -79,9 +108,8 @@ def damping(t, h, c_log, c_lin):
 
 
 def classical_step(x, t, h, V, A, kind="linear", beta=1.0):
-    """Explicit Euler on dx_i/dt = (1/N) sum_j K_ij V x_j: one oracle call."""
-    K = oracle(x, A, kind, beta)
-    return x + h * drift(K, x @ V.T)
+    """Explicit Euler on dx_i/dt = sum_j W_ij V x_j (row attention): one oracle call."""
+    return x + h * attention(kernel_matrix(x, A, kind, beta), x @ V.T, kind)
 
 
 def presymplectic_step(x, y, t, h, V, A, kind="linear", beta=1.0, c_log=3.0, c_lin=0.0):
@@ -89,7 +117,7 @@ def presymplectic_step(x, y, t, h, V, A, kind="linear", beta=1.0, c_log=3.0, c_l
     the kernel at the old x only, so the step costs one oracle call, like the classical block."""
     K, G = forces(x, y, V, A, kind, beta)
     y = damping(t, h, c_log, c_lin) * (y + h * G)
-    return x + h * drift(K, y), y
+    return x + h * drift(K, y, V, A, kind), y
 
 
 def strang_step(x, y, t, h, V, A, kind="linear", beta=1.0, c_log=3.0, c_lin=0.0):
@@ -98,9 +126,9 @@ def strang_step(x, y, t, h, V, A, kind="linear", beta=1.0, c_log=3.0, c_lin=0.0)
     second-order schemes need a second kernel evaluation: two oracle calls per step."""
     y = damping(t, h / 2, c_log, c_lin) * y
     K, G = forces(x, y, V, A, kind, beta)
-    xm, ym = x + h / 2 * drift(K, y), y + h / 2 * G
+    xm, ym = x + h / 2 * drift(K, y, V, A, kind), y + h / 2 * G
     K, G = forces(xm, ym, V, A, kind, beta)
-    x, y = x + h * drift(K, ym), y + h * G
+    x, y = x + h * drift(K, ym, V, A, kind), y + h * G
     return x, damping(t + h / 2, h / 2, c_log, c_lin) * y
 
 
@@ -108,22 +136,25 @@ def run(x0, n_steps, h, V, A, block="accelerated", scheme="presymplectic", kind=
         c_log=3.0, c_lin=0.0, t0=None, y0=None):
     """n_steps layers from x0 (B, N, d). block: 'classical' or 'accelerated' (its damping set by
     c_log, c_lin; t_k = t0 + k h with t0 = h by default, so that alpha = c_log / t is finite).
-    Returns the potential energy after each step (n_steps + 1, B) and the final x, y."""
+    Returns per step (n_steps + 1, B) the spec's measure E = (1/N) sum_i f(x_i) (for both kernels),
+    the block's energy H (its potential for the classical block) and max_i |y_i|; and the final x, y."""
     t0 = h if t0 is None else t0
     x = x0
     y = torch.zeros_like(x0) if y0 is None else y0
     step = presymplectic_step if scheme == "presymplectic" else strang_step
-    E = [potential(x, V)]
-    for k in range(n_steps):
+    trace = {"E": [], "H": [], "y": []}
+    for k in range(n_steps + 1):
+        trace["E"].append(potential(x, V))
+        trace["H"].append(energy(x, y, V, A, kind, beta))
+        trace["y"].append(y.norm(dim=-1).amax(-1))
+        if k == n_steps:
+            break
         t = t0 + k * h
         if block == "classical":
             x = classical_step(x, t, h, V, A, kind, beta)
         else:
             x, y = step(x, y, t, h, V, A, kind, beta, c_log, c_lin)
-        E.append(potential(x, V))
-    return torch.stack(E), x, y
-
-
+    return {name: torch.stack(v) for name, v in trace.items()}, x, y
 def moments(x, y):
     """M_xx, M_yx, M_yy with M_ab = (1/N) sum_i a_i b_i^T, stacked (B, 3, d, d)."""
     N = x.shape[1]
@@ -147,7 +178,7 @@ def particle_field(z, t, V, A, kind="linear", beta=1.0, c_log=3.0, c_lin=0.0):
     for a reference RK4 solution."""
     x, y = z.unbind(0)
     K, G = forces(x, y, V, A, kind, beta)
-    return torch.stack([drift(K, y), G - (c_log / t + c_lin) * y])
+    return torch.stack([drift(K, y, V, A, kind), G - (c_log / t + c_lin) * y])
 
 
 def solve_moments(M0, t0, t_final, dt, V, A, c_log=3.0, c_lin=0.0):

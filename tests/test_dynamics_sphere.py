@@ -47,12 +47,12 @@ def test_orthogonal_start_follows_gamma_ode(normalized):
     beta = torch.tensor([0.0, 1.0, 4.0])
     x0 = torch.eye(n, d, dtype=torch.float64).expand(3, n, d)  # first n basis vectors of R^d
     ts, xs = simulate(x0, T, dt, beta, "rk4", save_every=round(0.5 / dt), normalized=normalized)
-    _, g = gamma_ode(T, beta, n, normalized, dt=dt / 10)  # (T', 3)
-    g = g[::round(5 / dt)]
+    _, g = gamma_ode(T, beta, n, normalized, dt=dt)  # (T', 3), RK4 at the particles' step
+    g = g[::round(0.5 / dt)]
     ip = offdiag(gram(xs))  # (T, 3, n(n-1)/2)
     # all pairwise inner products stay equal, and equal to the ODE's gamma(t)
     assert (ip.max(-1).values - ip.min(-1).values).max() < 1e-12
-    assert (ip - g[:, :, None]).abs().max() < 1e-7  # RK4 global error; O(dt^4), at ~1e-14 for beta <= 1
+    assert (ip - g[:, :, None]).abs().max() < 1e-7  # the two RK4 errors, 2e-8 for USA at beta = 4
     assert g[-1].min() > 0.3  # the curve is not trivially flat
 
 
@@ -89,13 +89,54 @@ def test_open_hemisphere_is_invariant():
         assert (m.diff(dim=0) > -1e-12).all()
 
 
-def test_antipodal_pair_is_stationary():
-    x = random_sphere(3, 1, 4, gen())
-    x = torch.cat([x, -x], 1)  # (3, 2, 4)
+def test_antipodal_pair_moves_by_tanh_of_its_score():
+    # two tokens x, -x: the weights on x and -x are e^{+-beta s} / Z with s = <Q x, K x>, so
+    # SA moves x by tanh(beta s) P_x(V x) and USA (1/n = 1/2) by sinh(beta s) P_x(V x), and -x by
+    # the opposite: the pair stays antipodal. With V = I (or x an eigenvector of V) it does not move.
+    g = gen(3)
+    Q, K, V = (torch.randn(3, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    x = random_sphere(5, 1, 3, g)[:, 0]  # (5, 3)
+    s = ((x @ Q.T) * (x @ K.T)).sum(-1, keepdim=True)
+    Vx = x @ V.T
+    Px_Vx = Vx - (x * Vx).sum(-1, keepdim=True) * x
+    pair = torch.stack([x, -x], 1)  # (5, 2, 3)
+    for normalized, weight in [(True, torch.tanh), (False, torch.sinh)]:
+        v = field(pair, 0.7, normalized, Q=Q, K=K, V=V)
+        assert torch.allclose(v[:, 0], weight(0.7 * s) * Px_Vx, atol=1e-14)
+        assert torch.allclose(v[:, 1], -v[:, 0], atol=1e-14)
+        _, xs = simulate(pair, 3.0, 0.01, 0.7, "rk4", save_every=100, normalized=normalized, Q=Q, K=K, V=V)
+        assert (xs[:, :, 0] + xs[:, :, 1]).abs().max() < 1e-13  # still antipodal
+        assert (xs[-1] - pair).abs().max() > 0.1  # but moved
+    # an eigenvector e1 of V (V e1 = 2 e1) is at rest; V^T e1 = (2, 1, 0) is not along e1
+    V = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 1.0, -1.0]], dtype=torch.float64)
+    e1 = torch.eye(3, dtype=torch.float64)[:1]
+    pair = torch.stack([e1, -e1], 1)  # (1, 2, 3)
     for normalized in (True, False):
-        for method in ("euler", "rk4"):
-            _, xs = simulate(x, 5.0, 0.1, 2.0, method, normalized=normalized)
-            assert (xs - x).abs().max() < 1e-15
+        assert field(pair, 0.7, normalized, Q=Q, K=K, V=V).abs().max() < 1e-15
+        assert field(pair, 0.7, normalized, Q=Q, K=K, V=V.T).abs().max() > 0.1
+
+
+def test_sa_field_with_general_qkv_equals_hand_computation():
+    # dx_i/dt = P_{x_i}(sum_j softmax_j(beta <Q x_i, K x_j>) V x_j), written out in plain Python
+    # loops. Q, K, V are not symmetric and Q != K, so a swap of Q and K or a transposed V is caught.
+    Q = [[1.0, 0.5, 0.0], [-0.3, 0.8, 0.2], [0.0, 0.4, 1.2]]
+    K = [[0.6, 0.0, -0.7], [0.9, 1.1, 0.0], [0.1, -0.5, 0.7]]
+    V = [[0.2, -1.0, 0.0], [0.7, 0.3, 0.5], [0.0, 0.9, -0.4]]
+    x = random_sphere(1, 4, 3, gen(5))[0].tolist()  # 4 tokens on S^2
+    beta, n, d = 1.5, 4, 3
+    matvec = lambda M, v: [sum(M[a][b] * v[b] for b in range(d)) for a in range(d)]
+    dot = lambda u, v: sum(a * b for a, b in zip(u, v))
+    expected = []
+    for i in range(n):
+        w = [math.exp(beta * dot(matvec(Q, x[i]), matvec(K, x[j]))) for j in range(n)]
+        y = [sum(w[j] * matvec(V, x[j])[a] for j in range(n)) / sum(w) for a in range(d)]
+        expected.append([y[a] - dot(x[i], y) * x[i][a] for a in range(d)])
+    expected = torch.tensor([expected], dtype=torch.float64)
+    Q, K, V, x = (torch.tensor(m, dtype=torch.float64) for m in (Q, K, V, [x]))
+    assert (field(x, beta, Q=Q, K=K, V=V) - expected).abs().max() < 1e-15
+    # the wrong variants are far from it, so the comparison above can fail
+    assert (field(x, beta, Q=K, K=Q, V=V) - expected).abs().max() > 0.05
+    assert (field(x, beta, Q=Q, K=K, V=V.T) - expected).abs().max() > 0.05
 
 
 @pytest.mark.parametrize("normalized,rate", [(True, 2.0), (False, None)])

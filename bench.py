@@ -45,7 +45,7 @@ n_embd = 0
 dataset = 'python_docs'  # real batches from data_root/<dataset> (its vocab), or 'random' tokens of the shape's vocab
 data_root = 'data'
 warmup_iters = 3  # per arm and mode, excluded from the timings (compilation happens here)
-bench_iters = 20  # timed training iterations per arm, the arms taking turns
+bench_iters = 20  # timed training iterations per arm, the arms taking turns; 0: time only the sampling
 sample_tokens = 0  # > 0: also time greedy sampling of this many tokens, with and without the KV cache
 device = 'auto'  # 'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # as in train.py
@@ -171,6 +171,18 @@ def time_arms(arm_list, compiled, s):
     return rt, rows
 
 
+def sample_only(arm_list, s):
+    """bench_iters=0: greedy sampling speed alone, for shapes where training steps take minutes."""
+    rt = runtime.setup(device, dtype, False, shape=s)
+    rows = []
+    for arm in arm_list:
+        model = build(arm, s, rt)[0].eval()
+        rows.append(dict(arm=arm, compile=False, dtype=rt.dtype, params_total=model.get_num_params(False),
+                         **sample_speed(model, s, rt)))
+        print(f"{arm}: " + ', '.join(f'{k} {v:.2f}' for k, v in rows[-1].items() if k.startswith('sample')), flush=True)
+    return rt, rows
+
+
 def sample_speed(model, s, rt):
     """Greedy tokens/s for sample_tokens new tokens after a one-token prompt, cached and uncached."""
     idx = torch.zeros((1, 1), dtype=torch.long, device=rt.device)
@@ -191,11 +203,17 @@ def main():
             raise UserError(f"unknown arm {arm!r}: expected one of {', '.join(ARMS)}", exit_code=2)
     s = the_shape()
     modes = {'both': [False, True]}.get(str(compile), [compile])
-    results = []
-    for mode in modes:
-        rt, rows = time_arms(arm_list, mode, s)
-        results += rows
-        print(f"compile={rt.compile}: " + ', '.join(f"{r['arm']} {r['ms_per_iter']:.1f} ms/iter" for r in rows))
+    if bench_iters == 0:
+        if not sample_tokens:
+            raise UserError("bench_iters=0 times only the sampling: give --sample_tokens too", exit_code=2)
+        rt, results = sample_only(arm_list, s)
+        modes = [False]
+    else:
+        results = []
+        for mode in modes:
+            rt, rows = time_arms(arm_list, mode, s)
+            results += rows
+            print(f"compile={rt.compile}: " + ', '.join(f"{r['arm']} {r['ms_per_iter']:.1f} ms/iter" for r in rows))
     if len(modes) == 2 and rt.device_type == 'cpu':  # what compile='auto' will read on this machine
         for arm in arm_list:
             eager, compiled = (next(r for r in results if r['arm'] == arm and r['compile'] == c) for c in (False, True))
@@ -209,19 +227,20 @@ def main():
         ref = next(b for b in results if b['arm'] == arm_list[0] and b['compile'] == r['compile'])
         if r is not ref:
             ratios[f"{r['arm']}/{ref['arm']} {'compiled' if r['compile'] else 'eager'}"] = {
-                k: r[k] / ref[k] for k in ('tokens_per_s', 'peak_mem_mb')}
+                k: r[k] / ref[k] for k in ('tokens_per_s', 'peak_mem_mb', 'sample_tokens_per_s_cached') if k in r}
     machine = dict(device=rt.device, device_name=runtime.device_name(rt.device), torch=torch.__version__,
                    threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d %H:%M'))
     print(f"\n{machine['device_name']} ({rt.device}, {machine['threads']} threads), torch {machine['torch']}, "
           f"batch {s['batch_size']} x block {s['block_size']}, median of {bench_iters} iterations, arms in turns")
-    cols = ['arm', 'compile', 'dtype', 'ms_per_iter', 'tokens_per_s', 'mfu', 'peak_mem_mb', 'params_total']
+    cols = [c for c in ('arm', 'compile', 'dtype', 'ms_per_iter', 'tokens_per_s', 'mfu', 'peak_mem_mb', 'params_total')
+            if c in results[0]]
     cols += [c for c in ('sample_tokens_per_s_cached', 'sample_tokens_per_s_uncached') if c in results[0]]
     print('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols))
     for r in results:
         print('| ' + ' | '.join('n/a' if r[c] is None else f'{r[c]:,.3g}' if isinstance(r[c], float) else str(r[c])
                                 for c in cols) + ' |')
     for name, ratio in ratios.items():
-        print(f"{name}: tokens/s {ratio['tokens_per_s']:.3f}x, peak memory {ratio['peak_mem_mb']:.3f}x")
+        print(f"{name}: " + ', '.join(f'{k} {v:.3f}x' for k, v in ratio.items()))
     with open(out, 'w') as f:
         json.dump(dict(shape={k: v for k, v in s.items() if k != 'data'}, config=config, machine=machine,
                        results=results, ratios=ratios), f, indent=1)

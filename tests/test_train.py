@@ -145,3 +145,25 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ['ckpt.pt']  # no temporary file left behind
     with pytest.raises(UserError, match='no checkpoint at'):
         load_checkpoint(str(tmp_path / 'other.pt'))
+
+
+def test_evaluations_log_the_diagnostics_of_the_model(data_root, tmp_path):
+    """Each eval prints and logs (log.jsonl) the per-layer diagnostics on the first evaluation
+    batch of the validation split: the same numbers a manual computation on the saved model gives."""
+    import loader
+    from model_nesterov import build_model
+    proc = train(data_root, tmp_path, '--model_type=nesterov', '--velocity_norm=per_substep', '--max_iters=4',
+                 '--eval_interval=4', '--dtype=float32')
+    assert 'gamma/beta_a' in proc.stdout and 'rms_v' in proc.stdout
+    logged = read_log(tmp_path, 'eval')[-1]['diagnostics']
+    ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
+    model = build_model('nesterov', ckpt['model_args'])
+    model.load_state_dict(ckpt['model'])
+    meta = loader.read_meta(os.path.join(data_root, 'python_docs'))
+    val = loader.open_split(os.path.join(data_root, 'python_docs'), 'val', 32, 256, meta)
+    X, _ = loader.get_batch(val, loader.eval_offsets(len(val), 32, 8), 32, 'cpu')
+    want = model.eval().diagnostics(X)
+    assert list(logged) == list(want) == ['rms_x', 'rms_v', 'mu_a', 'beta_a', 'gamma/beta_a', 'mu_m', 'beta_m',
+                                          'gamma/beta_m', 'gain_a', 'gain_m']
+    for k in want:
+        np.testing.assert_allclose(logged[k], want[k], rtol=1e-5)

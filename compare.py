@@ -80,9 +80,10 @@ def matched_width(model_args, target):
 def read_run(run_dir, arm, seed, time_axis='measured'):
     """One train.py run directory: its eval curve, logged speed and parameter counts. A run that
     compare.py saw diverge (non-finite loss) keeps its curve up to its last evaluation. The time
-    of an evaluation is the training time train.py measured up to it, or with time_axis='median'
+    of an evaluation is the training time train.py measured up to it; with time_axis='median'
     its step times the run's median step time (what a machine shared with other jobs, or a
-    paused run, distorts least)."""
+    paused run, distorts least); with time_axis a dict {arm: seconds per step}, its step times
+    that arm's cost measured elsewhere (step_times())."""
     marker = os.path.join(run_dir, 'compare.json')
     diverged = os.path.exists(marker) and json.load(open(marker)).get('diverged', False)
     records = []
@@ -102,6 +103,10 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     times = np.array([r['train_time'] for r in evals])
     if time_axis == 'median' and steps:
         times = iters * float(np.median([r['dt'] for r in steps]))
+    elif isinstance(time_axis, dict):
+        if arm not in time_axis:
+            raise UserError(f"--step_times has no run of arm {arm!r}: run the same arms there", exit_code=2)
+        times = iters * time_axis[arm]
     run = dict(arm=arm, seed=seed, dir=run_dir, diverged=diverged, iters=iters, times=times,
                vals=np.array([r['val_loss'] for r in evals]), trains=np.array([r['train_loss'] for r in evals]),
                tokens_per_s=float(np.median(speeds)) if speeds else np.nan,
@@ -114,18 +119,33 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     return run
 
 
-def find_runs(dirs, time_axis='measured'):
-    """Every run (a directory with log.jsonl) under dirs; <arm>/seed<k> names the arm and seed."""
-    runs = []
+def run_dirs(dirs):
+    """(directory, arm, seed) of every run (a directory with log.jsonl) under dirs; <arm>/seed<k>
+    names the arm and seed, any other directory is an arm of its own, seed 0."""
+    found = []
     for top in dirs:
         for path, _, files in sorted(os.walk(top)):
             if 'log.jsonl' in files:
                 m = re.fullmatch(r'seed(\d+)', os.path.basename(path))
                 arm = os.path.basename(os.path.dirname(path)) if m else os.path.basename(os.path.normpath(path))
-                runs.append(read_run(path, arm, int(m.group(1)) if m else 0, time_axis))
-    if not runs:
+                found.append((path, arm, int(m.group(1)) if m else 0))
+    if not found:
         raise UserError(f"no log.jsonl under {' '.join(dirs)}: pass run directories made by train.py")
-    return runs
+    return found
+
+
+def find_runs(dirs, time_axis='measured'):
+    return [read_run(path, arm, seed, time_axis) for path, arm, seed in run_dirs(dirs)]
+
+
+def step_times(top):
+    """{arm: median seconds per training step} over the runs under `top`: short runs of the same
+    arms made on a quiet machine, the cost per step that a shared machine's timings blur."""
+    dts = {}
+    for path, arm, _ in run_dirs([top]):
+        with open(os.path.join(path, 'log.jsonl')) as f:
+            dts.setdefault(arm, []).extend(r['dt'] for r in map(json.loads, f) if r['event'] == 'train' and r['iter'] > 5)
+    return {arm: float(np.median(d)) for arm, d in dts.items() if d}
 
 
 def at(x, xs, ys):
@@ -320,7 +340,11 @@ def main():
     parser.add_argument('--time', choices=['measured', 'median'], default='measured',
                         help="equal-time axis: train.py's measured training time, or steps x the run's median step "
                              "time (for runs on a machine shared with other jobs)")
+    parser.add_argument('--step_times', metavar='DIR', help="equal-time axis: steps x each arm's median step time in "
+                                                            "the runs under DIR (short runs of the same arms on a quiet machine)")
     args, common = parser.parse_known_args()
+    if args.step_times:
+        args.time = step_times(args.step_times)
     if args.summarize:
         runs = find_runs(args.summarize, args.time)
     else:

@@ -126,3 +126,14 @@ def test_a_diverged_run_is_reported_and_the_comparison_goes_on(tmp_path, data_ro
     summary = {r['arm']: r for r in read_csv(out / 'summary.csv')}
     assert summary['boom']['diverged'] == '2' and summary['baseline']['diverged'] == '0'
     assert (out / 'curves.png').exists()
+
+
+def test_step_times_put_equal_time_at_steps_times_a_measured_cost(comparison):
+    """--step_times DIR: the time of an eval is its step times the arm's median step time in DIR."""
+    out, _ = comparison
+    costs = compare.step_times(str(out))
+    assert set(costs) == {'baseline', 'copy', 'gd', 'polyak'} and all(v > 0 for v in costs.values())
+    run = compare.find_runs([str(out / 'polyak' / 'seed1')], costs)[0]
+    np.testing.assert_allclose(run['times'], run['iters'] * costs['polyak'])
+    with pytest.raises(compare.UserError, match='has no run of arm'):
+        compare.find_runs([str(out / 'polyak' / 'seed1')], {'baseline': 1.0})

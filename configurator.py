@@ -20,6 +20,7 @@ import ast
 import difflib
 import os
 import sys
+import time
 
 
 class UserError(Exception):
@@ -31,11 +32,15 @@ class UserError(Exception):
 
 def exit_on_user_error(kind, error, tb):
     """sys.excepthook: an uncaught UserError prints 'error: <message>' on stderr (once under
-    torchrun: rank 0 only, as every rank checks the same input) and exits with its code."""
+    torchrun: by rank 0) and exits with its code."""
     if not isinstance(error, UserError):
         return sys.__excepthook__(kind, error, tb)
-    if os.environ.get('RANK', '0') == '0':
-        print(f"error: {error}", file=sys.stderr)
+    if os.environ.get('RANK', '0') != '0':
+        # every rank checks the same input, so rank 0 says it once: torchrun stops this rank when
+        # rank 0 exits (exiting first would let torchrun kill rank 0 before it prints); an error
+        # of this rank alone is still printed, after the wait
+        time.sleep(10)
+    print(f"error: {error}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(error.exit_code)  # after the hook, Python itself would always exit with 1

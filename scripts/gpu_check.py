@@ -72,7 +72,7 @@ def main():
     report = dict(tiny=args.tiny, date=time.strftime('%Y-%m-%d %H:%M'), seconds={})
     py = sys.executable
 
-    report['seconds']['cuda_tests'] = run('1 cuda tests', [py, '-m', 'pytest', '-q', '-m', 'cuda', 'tests'],
+    report['seconds']['cuda_tests'] = run('1 cuda tests', [py, '-m', 'pytest', '-q', '-n', '0', '-m', 'cuda', 'tests'],
                                           os.path.join(out, 'cuda_tests.log'))
 
     bench = ['--shape=gpt2', '--compile=True', '--dtype=bfloat16', '--bench_iters=10', '--dataset=random']

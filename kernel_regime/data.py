@@ -7,10 +7,14 @@ the transport map v(phi) = clip_nu( sum_r alpha_r grad_phi g(Xa_r; phi) ) over R
 Xa_r, so f* is (up to the clip) sum_r alpha_r K(X, Xa_r) with K the tangent kernel of one head.
 The expectation is a Monte Carlo average over M random heads, chunked over heads and samples so
 memory stays bounded at any T. The same average over the m heads of a student is the m-head
-random-feature model whose distance to f* is the approximation error.
+random-feature model whose distance to f* is the approximation error; since v is odd in the mirror
+(c -> -c flips its (W, U) part), a head and its mirror add the same term, so a mirrored student's
+m heads are m/2 independent draws.
 
-Tested by: python -m pytest tests/test_kernel_regime.py
+Tested by: python -m pytest tests/test_kernel_regime.py tests/test_kernel_regime_rnn.py
 """
+
+import math
 
 import torch
 from torch.func import grad, jvp
@@ -62,26 +66,32 @@ def teacher_data(n, d, T, teacher, seed, dtype=torch.float32):
     X = tokens(n, T, d, seed, dtype)
     return X, random_feature_model(teacher['heads'], teacher, X)
 
-def ar_windows(n, L, d, seed, phi=0.9, noise=1.0, dtype=torch.float32):
-    """Windows of an AR(L) series x_t = phi x_{t-L} + noise: T = L + 1 tokens (x_t, position code)
-    and the next value as target, so the useful input sits L - 1 steps before the last token.
-    The series is scaled to std 0.5 and the position code to norm 0.5, so tokens have norm <= ~1."""
+def ar_windows(n, L, seed, d=17, phi=0.9, noise=0.1 ** 0.5, period=32.0, unit_tokens=False,
+               dtype=torch.float32):
+    """The authors' AR(L) forecasting data: windows of T = L + 1 values of x_t = phi x_{t-L} + eps
+    (eps ~ N(0, noise^2)) and the next value as target, so the useful value sits L - 1 steps before
+    the last token. Token t is (x_t, sin(w_k t), cos(w_k t)) for k < (d - 1) / 2, w_k = 2 pi /
+    (period 2^k): position lets attention find the lag. As in their comparison the tokens are not
+    rescaled (norm about 3 at d = 17) unless unit_tokens (the theory's ||x_t|| <= 1), and the
+    targets are z-scored over the set.
+    Returns X (n, T, d), y (n,), and the mean squared error of the best predictor phi x_{t+1-L}."""
+    assert d % 2 == 1, "d is one value channel plus sin/cos pairs, so it must be odd"
     g = torch.Generator().manual_seed(seed)
     T = L + 1
-    burn = 20 * L
-    eps = torch.randn(burn + n + T, generator=g, dtype=torch.float64) * noise
-    x = torch.zeros_like(eps)
-    for t in range(L, len(x)):  # sequential by definition of the series
+    x = torch.empty(n + T, dtype=torch.float64)
+    # start each of the L interleaved AR(1) chains at its stationary law, so no burn-in is needed
+    # (the authors burn in 800 steps from N(0, 1), which at L = 96 is only 8 steps per chain)
+    x[:L] = torch.randn(L, generator=g, dtype=torch.float64) * noise / (1 - phi ** 2) ** 0.5
+    eps = torch.randn(n + T, generator=g, dtype=torch.float64) * noise
+    for t in range(L, n + T):  # sequential by definition of the series
         x[t] = phi * x[t - L] + eps[t]
-    x = x[burn:]
-    x = 0.5 * x / x.std()
     win = x.unfold(0, T + 1, 1)[:n]                                 # (n, T + 1)
-    # sinusoidal position code in d - 1 dims with geometric wavelengths, as in transformers
-    pos = torch.arange(T, dtype=torch.float64)[:, None]
-    freq = T ** (-torch.arange((d - 1 + 1) // 2, dtype=torch.float64) / max(1, (d - 1) // 2))
-    code = torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], 1)[:, :d - 1]
-    code = 0.5 * code / code.norm(dim=1, keepdim=True)              # (T, d - 1)
+    freq = 2 * math.pi / (period * 2.0 ** torch.arange((d - 1) // 2, dtype=torch.float64))
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * freq    # (T, (d - 1) / 2)
+    code = torch.cat([angle.sin(), angle.cos()], 1)                 # (T, d - 1)
     X = torch.cat([win[:, :T, None], code.expand(n, T, d - 1)], 2)  # (n, T, d)
-    X = X / X.norm(dim=-1, keepdim=True).clamp_min(1.0)
-    bayes = 0.5 * (1 - phi ** 2) * 0.25  # (1/2) MSE of the best predictor phi * x_{t+1-L}
-    return X.to(dtype), win[:, T].to(dtype), bayes
+    if unit_tokens:
+        X = X / X.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    mean, std = win[:, T].mean(), win[:, T].std(unbiased=False)
+    y = (win[:, T] - mean) / std
+    return X.to(dtype), y.to(dtype), noise ** 2 / std.item() ** 2

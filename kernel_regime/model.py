@@ -9,7 +9,7 @@ batched computation and the per-head gradient is just a slice of the full gradie
 by full-batch projected gradient descent that keeps every head in balls of radius rho / sqrt(m)
 around its initialization (Arda, Cayci, Eryilmaz, arXiv 2601.16514).
 
-Tested by: python -m pytest tests/test_kernel_regime.py
+Tested by: python -m pytest tests/test_kernel_regime.py tests/test_kernel_regime_rnn.py
 """
 import math
 
@@ -40,12 +40,19 @@ def transformer_heads(params, X):
     h = torch.tanh(torch.einsum('nmd,md->nm', a, params['U']))      # (n, m)
     return params['c'] * h
 
-def init_indrnn(m, d, seed, u_max=1.0, dtype=torch.float32):
-    """W_in_i ~ N(0, I_d), recurrent weight u_i ~ U(0, u_max), c_i = +-1, mirrored like the transformer."""
+def init_indrnn(m, d, seed, u_max=1.5, u_dist='sign', dtype=torch.float32):
+    """W_in_i ~ N(0, I_d), c_i = +-1, mirrored like the transformer. Recurrent weight u_i:
+    'sign': +-u_max with equal odds, the authors' init (u_max = 1.5: expansive, |u| > 1);
+    'uniform': U(0, u_max), IndRNN's usual contractive range for u_max <= 1."""
     g = torch.Generator().manual_seed(seed)
     k = m // 2
     W_in = torch.randn(k, d, generator=g, dtype=dtype)
-    u = torch.rand(k, generator=g, dtype=dtype) * u_max
+    if u_dist == 'sign':
+        u = (torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1) * u_max
+    elif u_dist == 'uniform':
+        u = torch.rand(k, generator=g, dtype=dtype) * u_max
+    else:
+        raise ValueError(f"u_dist must be 'sign' or 'uniform', got {u_dist!r}")
     c = torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1
     return {'W_in': torch.cat([W_in, W_in]), 'u': torch.cat([u, u]), 'c': torch.cat([c, -c])}
 
@@ -125,9 +132,11 @@ def tree_norm(tree):
 # projected gradient descent
 
 def train_pgd(heads_fn, params0, X, y, steps, lr, rho, X_val=None, y_val=None):
-    """Full-batch GD on (1/2) mean (f - y)^2, each step followed by the projection.
+    """Full-batch GD on the mean squared error mean (f - y)^2, the authors' loss (F.mse_loss), so a
+    step size means what it means in their code; each step is followed by the projection, or by
+    none where rho is None (the authors' IndRNN contrast runs plain GD).
     Returns the final parameters and per-step histories (loss, gradient norm, val loss)."""
-    loss_fn = lambda p, X, y: 0.5 * (network(heads_fn, p, X) - y).pow(2).mean()
+    loss_fn = lambda p, X, y: (network(heads_fn, p, X) - y).pow(2).mean()
     step_fn = grad_and_value(loss_fn)
     params = dict(params0)
     hist = {'loss': [], 'grad_norm': [], 'val_loss': []}
@@ -138,5 +147,7 @@ def train_pgd(heads_fn, params0, X, y, steps, lr, rho, X_val=None, y_val=None):
         if X_val is not None:
             with torch.no_grad():
                 hist['val_loss'].append(loss_fn(params, X_val, y_val).item())
-        params = project({k: params[k] - lr * g[k] for k in params}, params0, rho)
+        params = {k: params[k] - lr * g[k] for k in params}
+        if rho is not None:
+            params = project(params, params0, rho)
     return params, hist

@@ -23,8 +23,10 @@ def parser(doc):
     p.add_argument('--seeds', type=int, nargs='+', default=None, help='seeds (default depends on --full)')
     p.add_argument('--out_dir', default=os.path.join('kernel_regime', 'figures'))
     p.add_argument('--d', type=int, default=8, help='token dimension')
-    p.add_argument('--rho', type=float, default=3.0, help='projection radius (times 1/sqrt m) of W, U and c')
-    p.add_argument('--lr', type=float, default=1.0, help='GD step size; 0 selects the authors\' 1.75/sqrt(K)')
+    p.add_argument('--rho', type=float, default=3.0,
+                   help='projection radius (times 1/sqrt m) of every parameter; 0: plain GD, no projection')
+    p.add_argument('--lr', type=float, default=0.5,
+                   help='GD step size on the mean squared error; 0 selects the authors\' 1.75/sqrt(K)')
     p.add_argument('--steps', type=int, default=None, help='GD steps K (default depends on --full)')
     p.add_argument('--threads', type=int, default=1,
                    help='torch threads: 1 is much faster on a shared 2-core box than oversubscribing')
@@ -36,7 +38,8 @@ def setup(args, quick, full):
     for k, v in (full if args.full else quick).items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
-    args.rho_dict = {'W': args.rho, 'U': args.rho, 'c': args.rho, 'W_in': args.rho, 'u': args.rho}
+    args.rho_dict = {'W': args.rho, 'U': args.rho, 'c': args.rho, 'W_in': args.rho, 'u': args.rho} \
+        if args.rho > 0 else None
     os.makedirs(args.out_dir, exist_ok=True)
     return args
 

@@ -3,7 +3,7 @@ Width sweep: against m, the minimum training loss of projected GD, the approxima
 the m-head random-feature model, and the linearization error at the edge of the projection ball,
 log-log with fitted slopes and the spread over seeds.
 
-    python -m kernel_regime.width_sweep            # quick: ~2 min on 2 cores
+    python -m kernel_regime.width_sweep            # n 1000, M 2048, K 500, m 8..128
     python -m kernel_regime.width_sweep --full     # paper sizes: n 5000, M 8192, K 4000, m 8..256
 """
 

@@ -476,3 +476,21 @@ def test_scripts_run_as_a_user_would(tmp_path, monkeypatch):
     assert failed.returncode == 1 and 'Traceback' not in failed.stderr, failed.stderr
     assert len(errors) == 1 and 'JSON parse error' in errors[0]
     assert snapshot(out) == before  # --force checked its inputs first: the finished dataset is intact
+
+
+def test_python_sources_writes_every_stdlib_module_once_as_a_document(tmp_path):
+    """scripts/python_sources.py: each top-level stdlib .py file is one document of exactly one
+    split, ended by the separator prepare/tinystories.py reads, and the split is the same every time."""
+    import glob
+    import sysconfig
+    files = glob.glob(os.path.join(sysconfig.get_paths()['stdlib'], '*.py'))
+    for out in ('a', 'b'):
+        assert run('scripts/python_sources.py', f'--out_dir={tmp_path / out}', '--val_files=5').returncode == 0
+    texts = {split: (tmp_path / 'a' / f'{split}.txt').read_text(encoding='utf-8') for split in ('train', 'val')}
+    docs = {split: text.split('\n<|endoftext|>\n')[:-1] for split, text in texts.items()}
+    assert len(docs['val']) == 5 and len(docs['train']) == len(files) - 5
+    assert all(text.endswith('\n<|endoftext|>\n') for text in texts.values())
+    with open(os.path.join(sysconfig.get_paths()['stdlib'], 'this.py'), encoding='utf-8') as f:
+        this = f.read()
+    assert sum(doc == this for split in docs for doc in docs[split]) == 1
+    assert all((tmp_path / 'a' / f).read_bytes() == (tmp_path / 'b' / f).read_bytes() for f in ('train.txt', 'val.txt'))

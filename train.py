@@ -200,6 +200,7 @@ if ckpt is not None:
 resumed_at = iter_num if init_from == 'resume' else None  # its evaluation is already in the log
 n_params = raw_model.get_num_params()
 peak_flops = rt.peak_flops()
+flops_per_token = runtime.flops_per_token(n_params, n_layer, n_head, n_embd, block_size)  # forward + backward, for MFU
 if rt.master_process:
     print(f"{model_type} model: {n_params / 1e6:.2f}M non-embedding parameters, "
           f"{raw_model.get_num_params(False) / 1e6:.2f}M total")
@@ -383,8 +384,7 @@ while True:
     train_time += dt
     if iter_num % log_interval == 0 and rt.master_process:
         if iter_num > 5 and peak_flops:  # the first iterations include compilation and warm-up
-            flops = runtime.flops_per_token(n_params, n_layer, n_head, n_embd, block_size)
-            mfu = flops * grad_accum_local * batch_size * block_size / dt / peak_flops
+            mfu = flops_per_token * grad_accum_local * batch_size * block_size / dt / peak_flops
             running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
         print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr_scale * learning_rate:.2e}, grad norm {grad_norm.item():.3f}, "
               f"time {dt * 1000:.1f}ms, {tokens_per_iter / dt:,.0f} tok/s, "

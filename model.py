@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from muon import Muon
+
 
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's cannot turn off only the bias)."""
@@ -173,7 +175,8 @@ class GPT(nn.Module):
         return dict(rms_x=torch.stack(rms_x).tolist())
 
     def configure_optimizers(self, optimizer, weight_decay, learning_rate, betas, device_type,
-                             muon_lr=0.02, muon_momentum=0.95, muon_weight_decay=0.0, scalar_lr_mult=5.0):
+                             muon_lr=0.02, muon_momentum=0.95, muon_weight_decay=0.0, scalar_lr_mult=5.0,
+                             muon_ns_dtype='bfloat16'):
         """AdamW alone, or (the paper's recipe) Muon on the 2-D matrices inside the blocks and
         AdamW on the rest. 0-dim parameters (the accelerated model's learned step sizes) get their
         own group at scalar_lr_mult x learning_rate. Returns a list of optimizers; each group
@@ -196,8 +199,8 @@ class GPT(nn.Module):
         # fused: one kernel per tensor and step instead of a dozen foreach ops, on CUDA and the CPU
         optimizers = [torch.optim.AdamW(groups, betas=betas, fused=device_type in ('cuda', 'cpu'))]
         if hidden:
-            optimizers.append(torch.optim.Muon([dict(params=hidden, lr=muon_lr, base_lr=muon_lr)],
-                                               momentum=muon_momentum, weight_decay=muon_weight_decay))
+            optimizers.append(Muon([dict(params=hidden, lr=muon_lr, base_lr=muon_lr)], momentum=muon_momentum,
+                                   weight_decay=muon_weight_decay, ns_dtype=muon_ns_dtype))
         return optimizers
 
     @torch.no_grad()

@@ -181,7 +181,9 @@ if ckpt is not None:
 raw_model.to(rt.device)
 optimizers = raw_model.configure_optimizers(optimizer, weight_decay, learning_rate, (beta1, beta2), rt.device_type,
                                             muon_lr=muon_lr, muon_momentum=muon_momentum,
-                                            muon_weight_decay=muon_weight_decay, scalar_lr_mult=scalar_lr_mult)
+                                            muon_weight_decay=muon_weight_decay, scalar_lr_mult=scalar_lr_mult,
+                                            # Newton-Schulz in bf16 only where the run's matmuls are (muon.py)
+                                            muon_ns_dtype='bfloat16' if rt.dtype == 'bfloat16' else 'float32')
 scaler = torch.amp.GradScaler('cuda', enabled=(rt.dtype == 'float16'))  # only fp16 needs loss scaling
 data_rng = torch.Generator().manual_seed(seed)  # the training data order, identical on every rank
 iter_num, best_val_loss, train_time = 0, float('inf'), 0.0

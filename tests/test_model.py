@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
+from muon import Muon
 
 CFG = dict(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32, bias=False)
 
@@ -83,7 +84,7 @@ def test_optimizer_groups_cover_every_parameter_once(optimizer):
     assert all(p.dim() >= 2 for g in adamw.param_groups if g['weight_decay'] > 0 for p in g['params'])
     if optimizer == 'muon':
         muon = opts[1]
-        assert isinstance(muon, torch.optim.Muon) and muon.param_groups[0]['lr'] == 0.02
+        assert isinstance(muon, Muon) and muon.param_groups[0]['lr'] == 0.02
         hidden = muon.param_groups[0]['params']
         assert len(hidden) == 4 * 2 and all(p.dim() == 2 for p in hidden)  # c_attn, c_proj, c_fc, c_proj per layer
     else:

@@ -19,13 +19,17 @@ from torch.func import grad, grad_and_value, jvp, vmap
 # -----------------------------------------------------------------------------
 # the two networks: per-head (per-unit) outputs c_i h_i(X), shape (n, m)
 
+def random_signs(k, g, dtype):
+    """k independent +-1 with equal odds."""
+    return torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1
+
 def init_transformer(m, d, seed, dtype=torch.float32, symmetric=True):
     """W_i ~ N(0,1)^{d x d}, U_i ~ N(0, I_d), c_i = +-1. symmetric: heads m/2.. mirror 0..m/2 with c negated."""
     g = torch.Generator().manual_seed(seed)
     k = m // 2 if symmetric else m
     W = torch.randn(k, d, d, generator=g, dtype=dtype)
     U = torch.randn(k, d, generator=g, dtype=dtype)
-    c = torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1
+    c = random_signs(k, g, dtype)
     if not symmetric:
         return {'W': W, 'U': U, 'c': c}
     assert m % 2 == 0, "symmetric initialization needs an even number of heads"
@@ -48,12 +52,12 @@ def init_indrnn(m, d, seed, u_max=1.5, u_dist='sign', dtype=torch.float32):
     k = m // 2
     W_in = torch.randn(k, d, generator=g, dtype=dtype)
     if u_dist == 'sign':
-        u = (torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1) * u_max
+        u = random_signs(k, g, dtype) * u_max
     elif u_dist == 'uniform':
         u = torch.rand(k, generator=g, dtype=dtype) * u_max
     else:
         raise ValueError(f"u_dist must be 'sign' or 'uniform', got {u_dist!r}")
-    c = torch.randint(0, 2, (k,), generator=g).to(dtype) * 2 - 1
+    c = random_signs(k, g, dtype)
     return {'W_in': torch.cat([W_in, W_in]), 'u': torch.cat([u, u]), 'c': torch.cat([c, -c])}
 
 def indrnn_heads(params, X):

@@ -1,11 +1,12 @@
 """
 What every kernel-regime experiment shares: the common command-line flags, the log-log slope
-fit, and writing the PNG + JSON pair. Not run on its own; see the experiment modules:
+fit, writing the PNG + JSON pair, and the per-run result cache. Not run on its own; see the experiment modules:
 
     python -m kernel_regime.width_sweep      python -m kernel_regime.seqlen_sweep
     python -m kernel_regime.sample_sweep     python -m kernel_regime.rnn_contrast
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -69,3 +70,20 @@ def save(fig, result, out_dir, name):
 def lr_or_authors(lr, steps):
     """lr <= 0 selects the authors' schedule-free step 1.75 / sqrt(K)."""
     return lr if lr > 0 else 1.75 / math.sqrt(steps)
+
+def cached(cache_dir, stem, compute, settings):
+    """compute(), or its result from an earlier call with the same stem and settings, kept as JSON
+    in cache_dir (None: no cache). A run of several CPU-hours can then be split over processes
+    (disjoint seeds or lags) and resumed after an interruption."""
+    if cache_dir is None:
+        return compute()
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    path = os.path.join(cache_dir, f'{stem}_{key}.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)['result']
+    out = compute()
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump({'settings': settings, 'result': out}, f)
+    return out

@@ -12,10 +12,6 @@ on tokens rescaled to norm <= 1 as the theory assumes.
     python -m kernel_regime.rnn_contrast --seeds 0 1 2 3 4      # the reduced run in the README
     python -m kernel_regime.rnn_contrast --full                 # the authors' n 5000, seeds 1-20
 """
-import hashlib
-import json
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -23,7 +19,7 @@ import torch
 from kernel_regime.data import ar_windows
 from kernel_regime.model import (indrnn_heads, init_indrnn, init_transformer, jacobian_norm,
                                  train_pgd, transformer_heads)
-from kernel_regime.report import lr_or_authors, parser, save, setup
+from kernel_regime.report import cached, lr_or_authors, parser, save, setup
 
 QUICK = dict(n=500, m=64, steps=5000, Ls=[4, 16, 72, 96], seeds=[0, 1])
 FULL = dict(n=5000, m=64, steps=5000, Ls=[4, 16, 72, 96], seeds=list(range(1, 21)))
@@ -47,22 +43,6 @@ def run_L(seed, L, m, n, d, rho, steps, lr, u_max=1.5, u_dist='sign', unit_token
                      # the authors' early average over steps 1..50; undefined for a one-step run
                      'grad_norm_early': float(np.mean(hist['grad_norm'][1:51])) if steps > 1 else float('nan'),
                      'jacobian_norm_init': jacobian_norm(heads_fn, p0, X[:200]).mean().item()}
-    return out
-
-def cached_run_L(cache_dir, seed, L, **settings):
-    """run_L, or its result from an earlier run with the same settings: a run of several CPU-hours
-    can be split over processes (disjoint --Ls) and resumed after an interruption."""
-    if cache_dir is None:
-        return run_L(seed, L, **settings)
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    path = os.path.join(cache_dir, f'L{L}_seed{seed}_{key}.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)['result']
-    out = run_L(seed, L, **settings)
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump({'settings': settings, 'result': out}, f)
     return out
 
 def jacobian_probe(m, d, Ls, seeds, unit_tokens):
@@ -93,9 +73,9 @@ def main():
     runs = {L: [] for L in args.Ls}
     for L in args.Ls:
         for s in args.seeds:
-            runs[L].append(cached_run_L(args.cache_dir, s, L, m=args.m, n=args.n, d=args.d, rho=args.rho_dict,
-                                        steps=args.steps, lr=lr, u_max=args.u_max, u_dist=args.u_dist,
-                                        unit_tokens=args.unit_tokens))
+            settings = dict(m=args.m, n=args.n, d=args.d, rho=args.rho_dict, steps=args.steps, lr=lr,
+                            u_max=args.u_max, u_dist=args.u_dist, unit_tokens=args.unit_tokens)
+            runs[L].append(cached(args.cache_dir, f'L{L}_seed{s}', lambda: run_L(s, L, **settings), settings))
             r = runs[L][-1]
             print(f"L {L:3d} seed {s} bayes {r['bayes_mse']:.4f} " + ' '.join(
                 f"{net}: val {r[net]['min_val_mse']:.4f} grad {r[net]['grad_norm_max']:.3g} "

@@ -14,17 +14,13 @@ are fitted to m* and their residuals compared.
     python -m kernel_regime.sample_sweep --seeds 3 --cache_dir DIR   # one seed per process; the same
                                                    # command over all seeds then only collects
 """
-import hashlib
-import json
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from kernel_regime.data import make_teacher, random_feature_model, teacher_data
 from kernel_regime.model import init_transformer, train_pgd, transformer_heads
-from kernel_regime.report import lr_or_authors, parser, save, setup
+from kernel_regime.report import cached, lr_or_authors, parser, save, setup
 
 QUICK = dict(Ns=[500, 1000, 2000, 4000, 8000], widths=[8, 16, 32, 64, 128], M=2048, steps=300, seeds=[0, 1, 2])
 FULL = dict(Ns=[500, 1000, 2000, 4000, 8000], widths=[8, 16, 32, 64, 128, 256], M=8192, steps=4000,
@@ -66,22 +62,6 @@ def run_seed(seed, Ns, widths, d, T, M, R, nu, rho, steps, lr, draws, dtype=torc
         print(f"seed {seed} n {n:5d} relative loss {np.round(loss, 4)} approx {np.round(approx, 3)}", flush=True)
     return out
 
-def cached_run_seed(cache_dir, seed, **settings):
-    """run_seed, or its result from an earlier run with the same settings: the seeds can run as
-    separate processes (disjoint --seeds) and be collected by one more run over all of them."""
-    if cache_dir is None:
-        return run_seed(seed, **settings)
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    path = os.path.join(cache_dir, f'seed{seed}_{key}.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)['result']
-    out = run_seed(seed, **settings)
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump({'settings': settings, 'result': out}, f)
-    return out
-
 def main():
     p = parser(__doc__)
     p.add_argument('--Ns', type=int, nargs='+', default=None, help='training sample sizes')
@@ -97,9 +77,9 @@ def main():
                    help='keep each seed\'s result here and reuse it when the settings match')
     args = setup(p.parse_args(), QUICK, FULL)
     lr = lr_or_authors(args.lr, args.steps)
-    runs = [cached_run_seed(args.cache_dir, s, Ns=args.Ns, widths=args.widths, d=args.d, T=args.T, M=args.M,
-                            R=args.R, nu=args.nu, rho=args.rho_dict, steps=args.steps, lr=lr, draws=args.draws)
-            for s in args.seeds]
+    settings = dict(Ns=args.Ns, widths=args.widths, d=args.d, T=args.T, M=args.M, R=args.R, nu=args.nu,
+                    rho=args.rho_dict, steps=args.steps, lr=lr, draws=args.draws)
+    runs = [cached(args.cache_dir, f'seed{s}', lambda: run_seed(s, **settings), settings) for s in args.seeds]
     Ns = np.array(args.Ns, dtype=float)
     m_star = {'loss': [[smallest_width(args.widths, r[str(n)]['relative_loss'], args.target_loss) for n in args.Ns]
                        for r in runs],

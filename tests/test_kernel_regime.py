@@ -15,7 +15,7 @@ from kernel_regime.data import make_teacher, random_feature_model, teacher_data,
 from kernel_regime.model import (edge_direction, head_norms, indrnn_heads, init_indrnn, init_transformer,
                                  jacobian_norm, linearization_error, linearize, network, project, train_pgd,
                                  transformer_heads)
-from kernel_regime.report import fit_slope, lr_or_authors
+from kernel_regime.report import cached, fit_slope, lr_or_authors
 from kernel_regime.sample_sweep import log_and_power_fits, smallest_width
 from kernel_regime.seqlen_sweep import run_T
 
@@ -257,3 +257,15 @@ def test_log_and_power_fits_tell_the_two_models_apart_without_noise():
     power_fit = log_and_power_fits(Ns, 3 * Ns ** 0.2)
     assert (power_fit['prefactor'], power_fit['power']) == (pytest.approx(3), pytest.approx(0.2))
     assert power_fit['rms_power'] < 1e-9 < 0.1 < power_fit['rms_log']
+
+
+def test_cached_computes_once_per_stem_and_settings(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or {'loss': [0.5, 0.25]}
+    first = cached(str(tmp_path), 'seed0', compute, {'lr': 0.1})
+    again = cached(str(tmp_path), 'seed0', compute, {'lr': 0.1})  # read back from JSON
+    assert first == again == {'loss': [0.5, 0.25]} and len(calls) == 1
+    cached(str(tmp_path), 'seed0', compute, {'lr': 0.2})  # other settings: computed anew
+    cached(str(tmp_path), 'seed1', compute, {'lr': 0.1})  # other stem: computed anew
+    cached(None, 'seed0', compute, {'lr': 0.1})  # no cache: always computed
+    assert len(calls) == 4 and len(list(tmp_path.iterdir())) == 3

@@ -10,7 +10,9 @@ $ python compare.py --arms baseline wide=baseline,n_embd=160 ts=config/train_tin
 $ python compare.py --summarize out-tinystories-baseline out-tinystories-nesterov   # runs made elsewhere (GPUs)
 
 An arm is NAME or NAME=TOKEN,TOKEN,... where a token is a named arm (model_nesterov.ARMS:
-baseline, gd, polyak, nesterov and their *_euler variants), a config file (*.py) or key=value.
+baseline, gd, polyak, nesterov and their *_euler variants, tables (the velocity tables without
+the dynamics) and nesterov_tied (the dynamics without the tables)), a config file (*.py) or
+key=value.
 `matched` (or matched:ARM) is the baseline widened to the parameter count of the largest other
 arm (or of ARM), read off that arm's first checkpoint, since the velocity tables add parameters
 and a gain must be attributable; list it after the arm it matches. Any other --key=value goes to
@@ -305,19 +307,25 @@ def format_table(steps, seconds, summary, ref):
 
 
 def run_train(name, seed, argv, run_dir, reuse):
-    """One train.py run into run_dir (or the finished one already there, with --reuse)."""
+    """One train.py run into run_dir. With reuse, a finished run with the same arguments is kept,
+    and one that was stopped midway (compare.py killed with it) resumes from its last checkpoint,
+    which continues it exactly."""
     full = [os.path.join(ROOT, 'train.py'), *argv, f'--out_dir={run_dir}', f'--seed={seed}', '--wandb_log=False']
     marker = os.path.join(run_dir, 'compare.json')
-    if reuse and os.path.exists(marker) and json.load(open(marker))['argv'] == full[1:]:
+    state = json.load(open(marker)) if os.path.exists(marker) else {}
+    same = reuse and state.get('argv') == full[1:]
+    if same and state.get('finished', True):  # markers older than 'finished' were written at the end
         print(f"{name} seed {seed}: reusing {run_dir}")
         return
+    resume = same and os.path.exists(os.path.join(run_dir, 'ckpt.pt'))
     os.makedirs(run_dir, exist_ok=True)
-    if os.path.exists(marker):
-        os.remove(marker)  # it vouches for the run about to be replaced
-    print(f"{name} seed {seed}: python train.py {' '.join(full[1:])}", flush=True)
-    with open(os.path.join(run_dir, 'train.log'), 'w') as log:
-        proc = subprocess.run([sys.executable, *full], stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
+    with open(marker, 'w') as f:  # it vouches for the run about to start, not the one it replaces
+        json.dump({'argv': full[1:], 'finished': False}, f)
+    print(f"{name} seed {seed}: python train.py {' '.join(full[1:])}" + (' --init_from=resume' if resume else ''),
+          flush=True)
+    with open(os.path.join(run_dir, 'train.log'), 'a' if resume else 'w') as log:
+        proc = subprocess.run([sys.executable, *full, *(['--init_from=resume'] if resume else [])], stdout=log,
+                              stderr=subprocess.STDOUT, env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
     diverged = False
     if proc.returncode != 0:
         tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:] or ['']
@@ -325,7 +333,7 @@ def run_train(name, seed, argv, run_dir, reuse):
         if not diverged:
             raise UserError(f"{name} seed {seed} failed ({run_dir}/train.log): {tail[-1]}")
     with open(marker, 'w') as f:
-        json.dump({'argv': full[1:], 'diverged': diverged}, f)
+        json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged}, f)
 
 
 def main():
@@ -335,7 +343,8 @@ def main():
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     parser.add_argument('--ref', help='the arm the others are compared with, paired by seed (default: the first)')
     parser.add_argument('--out_dir', default='out-compare')
-    parser.add_argument('--reuse', action='store_true', help='skip runs already finished with the same arguments')
+    parser.add_argument('--reuse', action='store_true', help='skip runs already finished with the same arguments, '
+                                                             'resume those stopped midway')
     parser.add_argument('--summarize', nargs='+', metavar='DIR', help='only summarize existing train.py run dirs')
     parser.add_argument('--time', choices=['measured', 'median'], default='measured',
                         help="equal-time axis: train.py's measured training time, or steps x the run's median step "

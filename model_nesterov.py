@@ -12,9 +12,14 @@ layer learns its step sizes mu, beta = sigmoid(raw) and gamma = softplus(raw):
         Xe = X + mu V;  V = LN_v(beta V + gamma_a a(Xe) + gamma_m m(Xe));  X = X + V
     polyak: the same blocks with mu = 0 (no look-ahead, no mu parameter)
     gd: no velocity; lie_trotter is model.Block, euler the parallel block X = X + a(X) + m(X)
+    gd + table_skip (the control arm: the velocity tables without the dynamics):
+        X = X + g_l E before layer l, E = vte(idx) + vpe(pos), g_l a learned gain, zero at init
 
 V0 comes from separate learned token and position tables vte, vpe (the paper), zero, or the
 token embedding wte. The velocity is discarded at the end: logits = lm_head(ln_f(X_L)).
+The control arm has nesterov's tables and parameter count (to within LN_v and the scalars)
+but carries nothing from layer to layer except X, so comparing the two separates what the
+dynamics buy from what a second embedding table buys.
 Trained by train.py with model_type='nesterov'. A checkpoint's learned scalars and per-layer
 diagnostics:
     python model_nesterov.py out/ckpt.pt
@@ -46,6 +51,7 @@ class NesterovConfig(GPTConfig):
     gamma_init: float = math.log(2)
     velocity_norm: str = 'shared'  # LN_v: one per block | one per substep (= shared under euler) | off
     velocity_init: str = 'embedding'  # V0: vte(idx) + vpe(pos) | zero | wte(idx) (no wpe: see NesterovGPT)
+    table_skip: bool = False  # momentum='gd' only: vte(idx) + vpe(pos) added into every layer at a learned gain
 
     def __post_init__(self):
         for field, allowed in CHOICES.items():
@@ -56,6 +62,9 @@ class NesterovConfig(GPTConfig):
                 raise ValueError(f"{field}={getattr(self, field)}: must be in (0, 1) (it is a sigmoid)")
         if not self.gamma_init > 0.0:
             raise ValueError(f"gamma_init={self.gamma_init}: must be > 0 (it is a softplus)")
+        if self.table_skip and self.momentum != 'gd':
+            raise ValueError(f"table_skip=True is the control arm of momentum='gd' (with momentum={self.momentum!r} "
+                             f"the tables already feed V0): drop table_skip or set momentum='gd'")
 
 
 class MomentumBlock(Block):
@@ -149,11 +158,21 @@ class NesterovGPT(GPT):
         # scalars and LN_v draw no random numbers), so one seed gives both the same weights there
         # and gd exactly the baseline; the velocity tables come after, from the same stream
         super().__init__(config, block=block_for)
-        if config.momentum != 'gd' and config.velocity_init == 'embedding':
+        if config.table_skip or (config.momentum != 'gd' and config.velocity_init == 'embedding'):
             self.transformer.vte = nn.Embedding(config.vocab_size, config.n_embd)
             self.transformer.vpe = nn.Embedding(config.block_size, config.n_embd)
             self.transformer.vte.apply(self._init_weights)
             self.transformer.vpe.apply(self._init_weights)
+        if config.table_skip:
+            # one 0-dim gain per layer (trained with the step sizes, at scalar_lr_mult), zero at init:
+            # the control starts as the baseline and learns how much of the tables each layer takes,
+            # as modded-nanogpt's embedding skips do
+            self.transformer.skip_gain = nn.ParameterList(nn.Parameter(torch.zeros(())) for _ in range(config.n_layer))
+
+    def tables(self, idx, start_pos=0):
+        """The velocity tables' lookup vte(idx) + vpe(pos) (b, t, n_embd), after dropout."""
+        pos = torch.arange(start_pos, start_pos + idx.size(1), dtype=torch.long, device=idx.device)  # (t)
+        return self.transformer.drop(self.transformer.vte(idx) + self.transformer.vpe(pos))
 
     def initial_velocity(self, idx, start_pos=0):
         """V0 (b, t, n_embd). 'tied' is wte(idx) without wpe: with wpe it would equal X0 (before
@@ -162,13 +181,17 @@ class NesterovGPT(GPT):
             return torch.zeros(*idx.shape, self.config.n_embd, device=idx.device)
         if self.config.velocity_init == 'tied':
             return self.transformer.drop(self.transformer.wte(idx))
-        pos = torch.arange(start_pos, start_pos + idx.size(1), dtype=torch.long, device=idx.device)  # (t)
-        return self.transformer.drop(self.transformer.vte(idx) + self.transformer.vpe(pos))
+        return self.tables(idx, start_pos)
 
     def forward(self, idx, targets=None, start_pos=0):
-        if self.config.momentum == 'gd':
+        if self.config.momentum == 'gd' and not self.config.table_skip:
             return super().forward(idx, targets, start_pos)
         x = self.embed(idx, start_pos)
+        if self.config.table_skip:  # the control: each layer reads the tables, nothing else is carried
+            e = self.tables(idx, start_pos)
+            for block, gain in zip(self.transformer.h, self.transformer.skip_gain):
+                x = block(x + gain * e)
+            return self.head(x, targets)
         v = self.initial_velocity(idx, start_pos)
         for block in self.transformer.h:
             x, v = block(x, v)
@@ -179,15 +202,30 @@ class NesterovGPT(GPT):
         """Per layer, on a batch: the RMS of X and V after the layer, and the learned step sizes
         that LN_v leaves identifiable. LN_v is scale-invariant, so beta and gamma matter only
         through gamma/beta (beta alone counts for velocity_norm='none'); gain is LN_v's mean weight."""
+        if self.config.table_skip:  # the RMS of X after each layer and of what each layer adds of the tables
+            x, e = self.embed(idx), self.tables(idx)
+            rows = []
+            for block, gain in zip(self.transformer.h, self.transformer.skip_gain):
+                x = block(x + gain * e)
+                rows.append(dict(rms_x=rms(x), skip_gain=gain, rms_skip=rms(gain * e)))
+            return columns(rows)
         if self.config.momentum == 'gd':
             return super().diagnostics(idx)
         x, v = self.embed(idx), self.initial_velocity(idx)
         rows = []
         for block in self.transformer.h:
             x, v = block(x, v)
-            rows.append(dict(rms_x=x.float().pow(2).mean().sqrt(), rms_v=v.float().pow(2).mean().sqrt(),
-                             **block.diagnostics()))
-        return {k: torch.stack([torch.as_tensor(r[k]).float() for r in rows]).tolist() for k in rows[0]}
+            rows.append(dict(rms_x=rms(x), rms_v=rms(v), **block.diagnostics()))
+        return columns(rows)
+
+
+def rms(t):
+    return t.float().pow(2).mean().sqrt()
+
+
+def columns(rows):
+    """Per-layer dicts of scalars -> one list per quantity, layers in order."""
+    return {k: torch.stack([torch.as_tensor(r[k]).float() for r in rows]).tolist() for k in rows[0]}
 
 
 # model_type (a train.py config value) -> (config class, model class)
@@ -197,6 +235,9 @@ ARMS = dict(baseline=dict(model_type='gpt'))
 for _m in CHOICES['momentum']:
     ARMS[_m] = dict(model_type='nesterov', momentum=_m, splitting='lie_trotter')
     ARMS[f'{_m}_euler'] = dict(model_type='nesterov', momentum=_m, splitting='euler')
+# the 2x2 of tables x dynamics: baseline (neither), tables (the control), nesterov_tied, nesterov (both)
+ARMS['tables'] = dict(model_type='nesterov', momentum='gd', splitting='lie_trotter', table_skip=True)
+ARMS['nesterov_tied'] = dict(model_type='nesterov', momentum='nesterov', splitting='lie_trotter', velocity_init='tied')
 
 
 def build_model(model_type, model_args):

@@ -70,6 +70,7 @@ beta_init = 0.5  # initial momentum beta = sigmoid(raw)
 gamma_init = math.log(2)  # initial step gamma = softplus(raw); softplus(0) = ln 2
 velocity_norm = 'shared'  # LayerNorm on the velocity: 'shared' per block, 'per_substep', or 'none'
 velocity_init = 'embedding'  # initial velocity: 'embedding' (own learned tables, the paper), 'zero', 'tied'
+table_skip = False  # with momentum='gd': the control arm, the velocity tables added into every layer, no dynamics
 # optimizer
 optimizer = 'adamw'  # 'adamw', or 'muon' (Muon on the 2-D block matrices, AdamW on the rest)
 learning_rate = 1e-3  # peak AdamW learning rate

@@ -137,3 +137,28 @@ def test_step_times_put_equal_time_at_steps_times_a_measured_cost(comparison):
     np.testing.assert_allclose(run['times'], run['iters'] * costs['polyak'])
     with pytest.raises(compare.UserError, match='has no run of arm'):
         compare.find_runs([str(out / 'polyak' / 'seed1')], {'baseline': 1.0})
+
+
+def test_reuse_resumes_a_run_stopped_midway(tmp_path, data_root):
+    """--reuse keeps finished runs and continues a stopped one from its checkpoint: the curve it
+    ends with is the uninterrupted run's, bit for bit. The control arm (tables) starts as the
+    baseline (its gains are zero at init) and then trains apart from it."""
+    out = tmp_path / 'cmp'
+    args = ['--arms', 'baseline', 'tables', '--seeds', '1', f'--out_dir={out}', f'--data_root={data_root}', *TINY,
+            '--max_iters=6', '--eval_interval=3']
+    run_script('compare.py', *args)
+    curves = read_csv(out / 'curves.csv')
+    base, tables = ([float(r['val_loss']) for r in curves if r['arm'] == arm] for arm in ('baseline', 'tables'))
+    assert tables[0] == base[0] and tables[-1] != base[-1]
+    run_dir = out / 'tables' / 'seed1'
+    argv = compare.json.loads((run_dir / 'compare.json').read_text())['argv']
+    for f in run_dir.iterdir():
+        f.unlink()
+    # the same run stopped after its checkpoint at step 3 (its schedule does not depend on max_iters)
+    run_script('train.py', *[a.replace('--max_iters=6', '--max_iters=3') for a in argv])
+    (run_dir / 'compare.json').write_text(compare.json.dumps({'argv': argv, 'finished': False}))
+    proc = run_script('compare.py', '--reuse', *args)
+    assert 'baseline seed 1: reusing' in proc.stdout and '--init_from=resume' in proc.stdout
+    resumed = [float(r['val_loss']) for r in read_csv(out / 'curves.csv') if r['arm'] == 'tables']
+    assert resumed == tables
+    assert compare.json.loads((run_dir / 'compare.json').read_text())['finished'] is True

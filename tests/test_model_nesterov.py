@@ -50,9 +50,10 @@ def all_logits(net, idx):
 
 
 @pytest.mark.parametrize('velocity_norm', ['shared', 'per_substep', 'none'])
-@pytest.mark.parametrize('momentum,splitting', VARIANTS)
-def test_oracle_count(momentum, splitting, velocity_norm):
-    net = make(momentum=momentum, splitting=splitting, velocity_norm=velocity_norm)
+@pytest.mark.parametrize('momentum,splitting,table_skip', [(*v, False) for v in VARIANTS] +
+                         [('gd', 'lie_trotter', True), ('gd', 'euler', True)])
+def test_oracle_count(momentum, splitting, table_skip, velocity_norm):
+    net = perturb(make(momentum=momentum, splitting=splitting, velocity_norm=velocity_norm, table_skip=table_skip))
     calls = {}
     for name, mod in net.named_modules():
         if isinstance(mod, (model.CausalSelfAttention, model.MLP)):
@@ -106,6 +107,81 @@ def test_gd_euler_is_the_parallel_block():
         expected = base.head(x, idx)[0]
         torch.testing.assert_close(all_logits(gd, idx), expected, rtol=0, atol=1e-6)
         assert not torch.allclose(expected, all_logits(base, idx), atol=1e-4)  # the splitting matters
+
+
+def test_tables_arm_at_zero_gain_is_the_baseline_bit_for_bit():
+    """The control arm (gd + table_skip) with every gain at zero computes the baseline's logits and
+    gradients exactly, whatever its tables hold; with a gain it does not."""
+    base, _ = baseline_and_gd('lie_trotter')
+    ctrl = perturb(make(seed=3, table_skip=True, momentum='gd'))  # tables and gains off their init
+    missing, unexpected = ctrl.load_state_dict(base.state_dict(), strict=False)
+    assert sorted(missing) == ['transformer.skip_gain.0', 'transformer.skip_gain.1', 'transformer.skip_gain.2',
+                               'transformer.vpe.weight', 'transformer.vte.weight'] and not unexpected
+    idx = batch()
+    assert not torch.equal(all_logits(ctrl, idx), all_logits(base, idx))  # the gains are not zero yet
+    with torch.no_grad():
+        for g in ctrl.transformer.skip_gain:
+            g.zero_()
+    assert torch.equal(all_logits(ctrl, idx), all_logits(base, idx))
+    assert torch.equal(ctrl(idx)[0], base(idx)[0])  # the sampling path
+    for net in (base, ctrl):
+        net.zero_grad()
+        net(idx, idx)[1].backward()
+    grads = dict(ctrl.named_parameters())
+    assert all(torch.equal(p.grad, grads[n].grad) for n, p in base.named_parameters())
+    assert all(g.grad.abs() > 0 for g in ctrl.transformer.skip_gain)  # the gains can leave zero
+
+
+def test_tables_arm_starts_as_the_baseline_with_nesterovs_tables():
+    """One seed: the control's shared weights are the baseline's, its tables are nesterov's, and its
+    gains start at zero, so at step 0 it is the baseline."""
+    torch.manual_seed(7)
+    base = model.GPT(model.GPTConfig(**TINY))
+    torch.manual_seed(7)
+    ctrl = NesterovGPT(NesterovConfig(**TINY, momentum='gd', table_skip=True))
+    torch.manual_seed(7)
+    nest = NesterovGPT(NesterovConfig(**TINY))
+    b, c, n = base.state_dict(), ctrl.state_dict(), nest.state_dict()
+    assert all(torch.equal(c[k], v) for k, v in b.items())
+    assert all(torch.equal(c[k], n[k]) for k in ('transformer.vte.weight', 'transformer.vpe.weight'))
+    assert [g.item() for g in ctrl.transformer.skip_gain] == [0.0] * TINY['n_layer']
+    idx = batch()
+    assert torch.equal(all_logits(ctrl.eval(), idx), all_logits(base.eval(), idx))
+
+
+@pytest.mark.parametrize('velocity_norm,per_layer', [('shared', 6 + 32 * 2), ('per_substep', 6 + 2 * 32 * 2)])
+def test_tables_arm_has_nesterovs_parameter_count(velocity_norm, per_layer):
+    """The control has nesterov's parameters but for LN_v and the 6 step sizes per layer, and one
+    gain per layer instead."""
+    ctrl = make(momentum='gd', table_skip=True)
+    nest = make(velocity_norm=velocity_norm)
+    L = TINY['n_layer']
+    for non_embedding in (False, True):
+        assert nest.get_num_params(non_embedding) - ctrl.get_num_params(non_embedding) == L * per_layer - L
+    extra = (TINY['vocab_size'] + TINY['block_size']) * TINY['n_embd']
+    assert ctrl.get_num_params(False) - make(momentum='gd').get_num_params(False) == extra + L
+
+
+def test_tables_arm_by_hand():
+    """Two layers on C = 2 with ln_1 = ln_2 = identity, a(z) = 2 z and m(z) = z^2 in layer 1,
+    a(z) = 3 z and m(z) = z in layer 2; X0 = (1, 3), E = (1, -1), gains 1/2 and 2:
+    layer 1: x + E/2 = (1.5, 2.5); + a = (4.5, 7.5); + m = (24.75, 63.75)
+    layer 2: x + 2 E = (26.75, 61.75); + a = (107, 247); + m = (214, 494)"""
+    net = make(n_layer=2, n_embd=2, n_head=1, momentum='gd', table_skip=True)
+    oracles = [(lambda z: 2 * z, lambda z: z * z), (lambda z: 3 * z, lambda z: z)]
+    for block, (a, m) in zip(net.transformer.h, oracles):
+        block.ln_1 = block.ln_2 = torch.nn.Identity()
+        block.attn, block.mlp = Oracle(a), Oracle(m)
+    t = net.transformer
+    with torch.no_grad():
+        t.wte.weight[0], t.wpe.weight[0] = torch.tensor([0.5, 1.0]), torch.tensor([0.5, 2.0])  # X0 = (1, 3)
+        t.vte.weight[0], t.vpe.weight[0] = torch.tensor([1.0, 0.0]), torch.tensor([0.0, -1.0])  # E = (1, -1)
+        t.skip_gain[0].fill_(0.5)
+        t.skip_gain[1].fill_(2.0)
+    seen = []
+    t.ln_f.register_forward_hook(lambda mod, i, o: seen.append(i[0]))
+    net(torch.zeros(1, 1, dtype=torch.long))
+    assert seen[0].flatten().tolist() == [214.0, 494.0]  # dyadic numbers: exact
 
 
 @pytest.mark.parametrize('velocity_init', ['embedding', 'zero', 'tied'])
@@ -365,3 +441,44 @@ def test_command_on_baseline_and_bad_files(tmp_path):
     for bad in (tmp_path / 'missing.pt', tmp_path / 'corrupt.pt'):
         r = run_command(bad)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith('error: ')
+
+
+@pytest.mark.parametrize('splitting', ['lie_trotter', 'euler'])
+def test_tables_arm_is_causal_cached_and_trainable(tmp_path, splitting):
+    """The control arm as a model of the suite: causal, greedy cached == uncached past block_size,
+    gradients on every parameter (once its gains are off zero), a checkpoint round trip, its
+    gains trained as step sizes (scalar group, no decay) and its tables decayed as embeddings."""
+    net = perturb(make(momentum='gd', splitting=splitting, table_skip=True))
+    idx = batch()
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % TINY['vocab_size']
+    with torch.no_grad():
+        a, b = all_logits(net, idx), all_logits(net, changed)
+    assert torch.equal(a[:, :10], b[:, :10]) and not torch.allclose(a[:, 10:], b[:, 10:])
+    prompt = batch(t=4)
+    assert torch.equal(net.generate(prompt, 20, temperature=0, kv_cache=True),
+                       net.generate(prompt, 20, temperature=0, kv_cache=False))
+    net.train()(idx, idx)[1].backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    torch.save(dict(model=net.state_dict(), model_args=asdict(net.config)), tmp_path / 'ckpt.pt')
+    ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=True)
+    loaded = NesterovGPT(NesterovConfig(**ckpt['model_args'])).eval()
+    loaded.load_state_dict(ckpt['model'], strict=True)
+    assert torch.equal(all_logits(loaded, idx), all_logits(net.eval(), idx))
+    d = loaded.diagnostics(idx)
+    assert list(d) == ['rms_x', 'skip_gain', 'rms_skip']
+    assert d['skip_gain'] == pytest.approx([g.item() for g in net.transformer.skip_gain])
+    opt = net.configure_optimizers('adamw', 0.1, 1e-3, (0.9, 0.95), 'cpu', scalar_lr_mult=5.0)[0]
+    gains = {id(g) for g in net.transformer.skip_gain}
+    group = [g for g in opt.param_groups if gains & {id(p) for p in g['params']}]
+    assert len(group) == 1 and {id(p) for p in group[0]['params']} == gains
+    assert group[0]['lr'] == pytest.approx(5e-3) and group[0]['weight_decay'] == 0.0
+    decayed = {id(p) for g in opt.param_groups if g['weight_decay'] > 0 for p in g['params']}
+    assert {id(net.transformer.vte.weight), id(net.transformer.vpe.weight)} <= decayed
+
+
+@pytest.mark.parametrize('momentum', ['polyak', 'nesterov'])
+def test_tables_arm_is_a_gd_arm(momentum):
+    with pytest.raises(ValueError, match='table_skip'):
+        NesterovConfig(momentum=momentum, table_skip=True)

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from configurator import UserError
 from model import GPT, Block, GPTConfig, LayerNorm
 
 CHOICES = dict(momentum=('gd', 'polyak', 'nesterov'), splitting=('lie_trotter', 'euler'),
@@ -54,6 +55,7 @@ class NesterovConfig(GPTConfig):
     table_skip: bool = False  # momentum='gd' only: vte(idx) + vpe(pos) added into every layer at a learned gain
 
     def __post_init__(self):
+        super().__post_init__()
         for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r}: must be one of {', '.join(allowed)}")
@@ -241,11 +243,16 @@ ARMS['nesterov_tied'] = dict(model_type='nesterov', momentum='nesterov', splitti
 
 
 def build_model(model_type, model_args):
-    """The model a run's config describes; model_args holds the fields of its config class."""
+    """The model a run's config describes; model_args holds the fields of its config class. The
+    one place where a value the config class refuses becomes bad input: one line, exit code 2."""
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type={model_type!r}: must be one of {', '.join(MODEL_TYPES)}")
+        raise UserError(f"model_type={model_type!r}: expected one of {', '.join(MODEL_TYPES)}", exit_code=2)
     config_class, model_class = MODEL_TYPES[model_type]
-    return model_class(config_class(**model_args))
+    try:
+        config = config_class(**model_args)
+    except ValueError as e:
+        raise UserError(str(e), exit_code=2) from None
+    return model_class(config)
 
 
 def model_arg_names(model_type):

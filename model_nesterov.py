@@ -242,17 +242,21 @@ ARMS['tables'] = dict(model_type='nesterov', momentum='gd', splitting='lie_trott
 ARMS['nesterov_tied'] = dict(model_type='nesterov', momentum='nesterov', splitting='lie_trotter', velocity_init='tied')
 
 
-def build_model(model_type, model_args):
-    """The model a run's config describes; model_args holds the fields of its config class. The
-    one place where a value the config class refuses becomes bad input: one line, exit code 2."""
+def model_config(model_type, model_args):
+    """The config object of a run's model; model_args holds fields of its config class (the rest
+    take their defaults). The one place where a value the config class refuses becomes bad input:
+    one line, exit code 2."""
     if model_type not in MODEL_TYPES:
         raise UserError(f"model_type={model_type!r}: expected one of {', '.join(MODEL_TYPES)}", exit_code=2)
-    config_class, model_class = MODEL_TYPES[model_type]
     try:
-        config = config_class(**model_args)
+        return MODEL_TYPES[model_type][0](**model_args)
     except ValueError as e:
         raise UserError(str(e), exit_code=2) from None
-    return model_class(config)
+
+
+def build_model(model_type, model_args):
+    """The model a run's config describes (model_config)."""
+    return MODEL_TYPES[model_type][1](model_config(model_type, model_args))
 
 
 def model_arg_names(model_type):

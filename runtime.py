@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from configurator import UserError
-from model_nesterov import MODEL_TYPES, build_model
+from model_nesterov import build_model, model_config
 
 # Dense peak FLOP/s from vendor datasheets (no sparsity): (bf16/fp16 tensor cores, fp32 non-tensor).
 # Matched against torch.cuda.get_device_name(); the first match wins, so specific names come first.
@@ -126,7 +126,7 @@ def step_key(step, dtype, device_type):
     config field of the model (defaults filled in) but the learned scalars' initial values (the
     float *_init fields: the same compute at any value), the micro-batch, the optimizer, the dtype
     and the device."""
-    args = dataclasses.asdict(MODEL_TYPES[step.model_type][0](**step.model_args))
+    args = dataclasses.asdict(model_config(step.model_type, step.model_args))
     args = {k: v for k, v in args.items() if not (k.endswith('_init') and isinstance(v, float))}
     parts = dict(model_type=step.model_type, **args, batch_size=step.batch_size, optimizer=step.optimizer,
                  dtype=dtype, device=device_type)

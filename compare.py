@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from checkpoint import load_checkpoint
-from configurator import UserError, exit_on_user_error
+from configurator import EXIT_DIVERGED, UserError, exit_on_user_error
 from model_nesterov import ARMS, build_model
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -326,12 +326,10 @@ def run_train(name, seed, argv, run_dir, reuse):
     with open(os.path.join(run_dir, 'train.log'), 'a' if resume else 'w') as log:
         proc = subprocess.run([sys.executable, *full, *(['--init_from=resume'] if resume else [])], stdout=log,
                               stderr=subprocess.STDOUT, env=dict(os.environ, WANDB_MODE='disabled', PYTHONUNBUFFERED='1'))
-    diverged = False
-    if proc.returncode != 0:
-        tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-5:] or ['']
-        diverged = 'non-finite' in tail[-1]  # a run that diverges is a result, not an error
-        if not diverged:
-            raise UserError(f"{name} seed {seed} failed ({run_dir}/train.log): {tail[-1]}")
+    diverged = proc.returncode == EXIT_DIVERGED  # a run that diverges is a result, not an error
+    if proc.returncode not in (0, EXIT_DIVERGED):
+        tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-1:] or ['']
+        raise UserError(f"{name} seed {seed} failed (exit code {proc.returncode}, {run_dir}/train.log): {tail[-1]}")
     with open(marker, 'w') as f:
         json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged}, f)
 

@@ -23,8 +23,15 @@ import sys
 import time
 
 
+# a training run that stopped at a non-finite loss or weights (its message says so): a result of
+# the run, not bad input, and what compare.py reads to report a diverged run
+EXIT_DIVERGED = 3
+
+
 class UserError(Exception):
-    """Bad input, reported as one line that says what to do; exit code 2 for a bad command line."""
+    """Bad input, reported as one line that says what to do. Exit codes: 1 for bad input or a
+    missing resource (data, checkpoint, device), 2 for a bad command line or config value, and
+    EXIT_DIVERGED for a run that diverged."""
     def __init__(self, message, exit_code=1):
         super().__init__(message)
         self.exit_code = exit_code
@@ -115,13 +122,14 @@ def configure(defaults, argv):
 
 
 def print_help(script, doc):
-    """The script's docstring and its config block: every knob, its default and its comment."""
+    """The script's docstring and its config block (between its first two '# ---' lines): every
+    knob, its default and its comment."""
     with open(script) as f:
         lines = f.read().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('# ---'))
-    end = next(i for i, line in enumerate(lines) if 'configure_globals(' in line)
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith('# ---'))
     print((doc or '').strip() + '\n\nconfig knobs (set with a config file or --key=value):')
-    print('\n'.join(line for line in lines[start + 1:end] if not line.startswith('# ---')))
+    print('\n'.join(lines[start + 1:end]))
 
 
 def configure_globals(scope, argv=None):

@@ -34,7 +34,6 @@ class CausalSelfAttention(nn.Module):
     """The attention oracle a(.): takes the normalized tokens, returns the update (B, T, C)."""
     def __init__(self, config):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -98,13 +97,25 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
 
+    def __post_init__(self):
+        """Every field is checked here, once: a value the model cannot be built with is a
+        ValueError that says what to do (the scripts report it as one line)."""
+        for name in ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r}: must be at least 1")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
+                             f"pick n_embd = n_head x head size")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}: must be in [0, 1)")
+
 
 class GPT(nn.Module):
 
     def __init__(self, config, block=Block):
         """block: the layer class, one optimizer iteration (model_nesterov.py passes its own)."""
         super().__init__()
-        assert config.vocab_size is not None and config.block_size is not None
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),

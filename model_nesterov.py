@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from configurator import UserError
 from model import GPT, Block, GPTConfig, LayerNorm
 
 CHOICES = dict(momentum=('gd', 'polyak', 'nesterov'), splitting=('lie_trotter', 'euler'),
@@ -54,6 +55,7 @@ class NesterovConfig(GPTConfig):
     table_skip: bool = False  # momentum='gd' only: vte(idx) + vpe(pos) added into every layer at a learned gain
 
     def __post_init__(self):
+        super().__post_init__()
         for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r}: must be one of {', '.join(allowed)}")
@@ -240,12 +242,21 @@ ARMS['tables'] = dict(model_type='nesterov', momentum='gd', splitting='lie_trott
 ARMS['nesterov_tied'] = dict(model_type='nesterov', momentum='nesterov', splitting='lie_trotter', velocity_init='tied')
 
 
-def build_model(model_type, model_args):
-    """The model a run's config describes; model_args holds the fields of its config class."""
+def model_config(model_type, model_args):
+    """The config object of a run's model; model_args holds fields of its config class (the rest
+    take their defaults). The one place where a value the config class refuses becomes bad input:
+    one line, exit code 2."""
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type={model_type!r}: must be one of {', '.join(MODEL_TYPES)}")
-    config_class, model_class = MODEL_TYPES[model_type]
-    return model_class(config_class(**model_args))
+        raise UserError(f"model_type={model_type!r}: expected one of {', '.join(MODEL_TYPES)}", exit_code=2)
+    try:
+        return MODEL_TYPES[model_type][0](**model_args)
+    except ValueError as e:
+        raise UserError(str(e), exit_code=2) from None
+
+
+def build_model(model_type, model_args):
+    """The model a run's config describes (model_config)."""
+    return MODEL_TYPES[model_type][1](model_config(model_type, model_args))
 
 
 def model_arg_names(model_type):

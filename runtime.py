@@ -1,7 +1,10 @@
 """
 The one place that decides where and how the models run: device, dtype and autocast,
 torch.compile, torchrun/DDP, and the device's peak FLOP/s that MFU is measured against.
-train.py, sample.py, bench.py and compare.py (through train.py) read what it decides.
+train.py, sample.py, bench.py and compare.py (through train.py) read what it decides, in two
+calls: setup() says where (the device, torchrun's process group) and checks what was asked;
+decide() resolves 'auto' for the step the run will take (a Step: the model, its micro-batch and
+its optimizer).
 
     device:  'auto' (cuda if present, else cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
     dtype:   'auto' | 'bfloat16' | 'float16' | 'float32'
@@ -9,22 +12,26 @@ train.py, sample.py, bench.py and compare.py (through train.py) read what it dec
 
 On CUDA, 'auto' is bf16 autocast (fp16 with a GradScaler where the GPU lacks bf16) and
 torch.compile. On the CPU no flag tells which is faster: bf16 autocast was 2.5x faster than fp32
-on one Xeon of ours and 2.3x slower on another that reports AVX512-BF16. So 'auto' measures, on
-this machine, a training step of the run's width in both precisions (and, for compile, reads
-what bench.py measured at the run's shape), caches the result per machine and torch version in
-~/.cache/yuriiformer/, and prints one line with what it chose and why.
+on one Xeon of ours and 2.3x slower on another that reports AVX512-BF16, and a stand-in matmul
+does not tell what the whole step costs. So 'auto' times a few steps of the run's own model,
+micro-batch and optimizer in both precisions, and for compile reads what bench.py measured for
+the same step (step_key() names a step for both). Each measurement is cached per machine and
+torch version in ~/.cache/yuriiformer/; decide() prints one line per choice saying why, and
+keeps what it decided from in Runtime.auto (train.py logs it).
 """
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from configurator import UserError
+from model_nesterov import build_model, model_config
 
 # Dense peak FLOP/s from vendor datasheets (no sparsity): (bf16/fp16 tensor cores, fp32 non-tensor).
 # Matched against torch.cuda.get_device_name(); the first match wins, so specific names come first.
@@ -84,52 +91,109 @@ def write_cache(key, value):
         pass
 
 
-def best_seconds(fn, reps, give_up=float('inf')):
-    """The fastest of reps calls after a warm-up call (first-call kernel selection and allocation);
-    just the warm-up's time if that already took longer than give_up seconds."""
-    t0 = time.perf_counter()
+def best_seconds(fn, reps, budget=float('inf')):
+    """The fastest of up to reps calls after a warm-up call (first-call kernel selection and
+    allocation), stopping before a call that would take the total past budget seconds; at least
+    one timed call, unless the warm-up alone took longer than budget (then its time)."""
+    start = time.perf_counter()
     fn()
-    best = time.perf_counter() - t0
-    if best > give_up:
-        return best
-    for _ in range(reps):
+    warm_up = time.perf_counter() - start
+    if warm_up > budget:
+        return warm_up
+    best = float('inf')
+    for i in range(reps):
+        if i and time.perf_counter() - start + best > budget:
+            break
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def probe_cpu_step(n_embd, tokens, dtype, give_up=float('inf')):
-    """Seconds for forward + backward of a transformer MLP (n_embd -> 4 n_embd -> n_embd) on
-    `tokens` tokens, in float32 or under bf16 autocast: the matmul shapes of a training step."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(tokens, n_embd, generator=g)
-    w1 = (0.02 * torch.randn(n_embd, 4 * n_embd, generator=g)).requires_grad_()
-    w2 = (0.02 * torch.randn(4 * n_embd, n_embd, generator=g)).requires_grad_()
-
-    def step():
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16'):
-            y = torch.nn.functional.gelu(x @ w1) @ w2
-        y.float().square().mean().backward()
-    return best_seconds(step, 3, give_up)
+@dataclass(frozen=True)
+class Step:
+    """What one training step computes, which is what its cost depends on: the model (its type
+    and config fields), the micro-batch, and the optimizer (None: a forward pass without
+    gradients, what sampling runs)."""
+    model_type: str
+    model_args: dict
+    batch_size: int
+    optimizer: str | None
 
 
-def cpu_dtype(n_embd, tokens):
-    """float32 or bfloat16, whichever runs the probe step faster here, and the reason in words."""
-    # the run's rows, capped at about 2 GFLOP a step: a fraction of a second in the faster precision
-    tokens = min(tokens, 4096, max(64, int(2e9 / (24 * n_embd ** 2))))
-    key = f'dtype probe {n_embd}x{tokens}'
+def step_key(step, dtype, device_type):
+    """The one name of a step's cost, for bench.py's records and what train.py looks up: every
+    config field of the model (defaults filled in) but the learned scalars' initial values (the
+    float *_init fields: the same compute at any value), the micro-batch, the optimizer, the dtype
+    and the device."""
+    args = dataclasses.asdict(model_config(step.model_type, step.model_args))
+    args = {k: v for k, v in args.items() if not (k.endswith('_init') and isinstance(v, float))}
+    parts = dict(model_type=step.model_type, **args, batch_size=step.batch_size, optimizer=step.optimizer,
+                 dtype=dtype, device=device_type)
+    return ' '.join(f'{k}={v}' for k, v in parts.items())
+
+
+def train_step(model, forward, optimizers, X, Y, autocast):
+    """One training step on one micro-batch as train.py takes it (less its loss scaling and
+    accumulation): forward (the compiled module, or the model) under autocast, backward, clipping
+    at 1.0, the optimizer step. What bench.py times, and probe_step for 'auto'."""
+    with autocast:
+        _, loss = forward(X, Y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for opt in optimizers:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+PROBE_FLOP = 3e10  # at most this many FLOPs a probe step (about a second on a 2-core CPU): big models probe fewer tokens
+
+
+def probe_step(step, dtype, budget=1.5):
+    """Seconds per step of the run's own model on random tokens, in float32 or under bf16
+    autocast: forward, backward, clipping and the optimizer step (just the forward, without
+    gradients, for optimizer=None). The fastest of up to 3 steps after a warm-up, within about
+    budget seconds; a model whose full micro-batch costs more than PROBE_FLOP a step probes fewer
+    rows (and, below one row, a shorter window) of it."""
+    args = step.model_args
+    with torch.random.fork_rng(devices=[]):  # the run's own random stream is not touched
+        torch.manual_seed(0)
+        model = build_model(step.model_type, args)
+        flop_per_token = 6 * model.get_num_params()
+        tokens = max(16, min(step.batch_size * args['block_size'], int(PROBE_FLOP / flop_per_token)))
+        rows = max(1, min(step.batch_size, tokens // args['block_size']))
+        x, y = torch.randint(args['vocab_size'], (2, rows, min(args['block_size'], tokens // rows)))
+
+    def autocast():
+        return torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+    if step.optimizer is None:
+        def run():
+            with torch.no_grad(), autocast():
+                model(x)
+    else:
+        optimizers = model.configure_optimizers(step.optimizer, 0.1, 1e-3, (0.9, 0.99), 'cpu',
+                                                muon_ns_dtype='bfloat16' if dtype == 'bfloat16' else 'float32')
+
+        def run():
+            train_step(model, model, optimizers, x, y, autocast())
+    return best_seconds(run, 3, budget)
+
+
+def cpu_dtype(step):
+    """float32 or bfloat16, whichever runs the step faster here; the seconds each took; and the
+    reason in words."""
+    key = 'dtype probe ' + step_key(step, 'auto', 'cpu')
     t = read_cache().get(key)
     cached = t is not None
     if not cached:
-        t32 = probe_cpu_step(n_embd, tokens, 'float32')
+        t32 = probe_step(step, 'float32')
         # a bf16 warm-up 4x slower than fp32 has decided it: no need to wait for more of them
-        t = dict(float32=t32, bfloat16=probe_cpu_step(n_embd, tokens, 'bfloat16', give_up=4 * t32))
+        t = dict(float32=t32, bfloat16=probe_step(step, 'bfloat16', budget=min(1.5, 4 * t32)))
         write_cache(key, t)
     best = min(t, key=t.get)
-    why = (f"an MLP step of width {n_embd} on {tokens} tokens took {1000 * t['float32']:.2f} ms in float32, "
+    why = (f"a training step of this run's model took {1000 * t['float32']:.2f} ms in float32, "
            f"{1000 * t['bfloat16']:.2f} ms in bf16 autocast on this CPU ({'cached' if cached else 'measured now'})")
-    return best, why
+    return best, dict(t, cached=cached), why
 
 
 def cpu_peak_flops(dtype):
@@ -139,46 +203,44 @@ def cpu_peak_flops(dtype):
     flops = read_cache().get(key)
     if flops is None:
         a, b = (torch.randn(1024, 1024, dtype=getattr(torch, dtype)) for _ in range(2))
-        flops = 2 * 1024 ** 3 / best_seconds(lambda: a @ b, 5, give_up=1.0)  # emulated bf16 can take seconds
+        flops = 2 * 1024 ** 3 / best_seconds(lambda: a @ b, 5, budget=1.0)  # emulated bf16 can take seconds
         write_cache(key, flops)
     return flops
 
 
-def compile_key(shape):
-    return 'step ms ' + ' '.join(f'{k}={shape[k]}' for k in sorted(shape))
+def record_step_times(step, dtype, eager_ms, compiled_ms, compile_s):
+    """bench.py's measurement of one step on this CPU, eager and compiled: what compile='auto' reads."""
+    write_cache('compile ' + step_key(step, dtype, 'cpu'), dict(eager_ms=eager_ms, compiled_ms=compiled_ms,
+                                                                 compile_s=compile_s))
 
 
-def record_step_times(shape, eager_ms, compiled_ms, compile_s):
-    """bench.py's measurement of one shape, eager and compiled: what compile='auto' reads."""
-    write_cache(compile_key(shape), dict(eager_ms=eager_ms, compiled_ms=compiled_ms, compile_s=compile_s))
-
-
-def cpu_compile(shape, iters):
+def cpu_compile(step, dtype, iters):
     """Whether compiling pays back its compile time within `iters` iterations, by what bench.py
-    measured for this shape on this machine; without a measurement, no: on a CPU compiling takes
-    tens of seconds and a short run rarely earns them back."""
-    m = read_cache().get(compile_key(shape))
+    measured for this step on this machine (the record, or None); without a measurement, no: on
+    a CPU compiling takes tens of seconds and a short run rarely earns them back."""
+    m = read_cache().get('compile ' + step_key(step, dtype, 'cpu'))
     if m is None:
-        return False, (f"no measurement of the compiled step at this shape on this CPU; "
-                       f"`python bench.py --compile=both` at the same shape records one")
+        return False, None, ("no measurement of the compiled step on this CPU; `python bench.py --compile=both` "
+                             "with the same model, batch_size, optimizer and dtype records one")
     saved = (m['eager_ms'] - m['compiled_ms']) / 1000 * iters
-    return saved > m['compile_s'], (f"compiled {m['compiled_ms']:.1f} ms/iter vs eager {m['eager_ms']:.1f}, "
-                                    f"{m['compile_s']:.0f} s to compile: {iters} iterations save {saved:.0f} s "
-                                    f"(measured by bench.py)")
+    return saved > m['compile_s'], m, (f"compiled {m['compiled_ms']:.1f} ms/iter vs eager {m['eager_ms']:.1f}, "
+                                       f"{m['compile_s']:.0f} s to compile: {iters} iterations save {saved:.0f} s "
+                                       f"(measured by bench.py)")
 
 
 # the run's runtime ------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
     device: str            # e.g. 'cuda:3' under torchrun, 'cpu'
     device_type: str       # 'cuda' | 'cpu' | 'mps', for torch.autocast and optimizer kernels
-    dtype: str             # resolved: 'bfloat16' | 'float16' | 'float32'
-    compile: bool          # resolved: requested (or chosen) and possible
+    dtype: str             # from setup(): as asked ('auto' too); from decide(): 'bfloat16' | 'float16' | 'float32'
+    compile: bool | str    # from setup(): as asked ('auto' too); from decide(): requested (or chosen) and possible
     ddp: bool
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    auto: dict = field(default_factory=dict)  # from decide(): what each 'auto' was decided from (data, for the log)
 
     @property
     def master_process(self):
@@ -240,10 +302,10 @@ def compile_blocker(device_type):
     return None
 
 
-def setup(device='auto', dtype='auto', compile='auto', backend='auto', shape=None, iters=0, verbose=True):
-    """Resolve the run's device, dtype and compile, and join the process group when launched by
-    torchrun (RANK in the environment): NCCL on CUDA, gloo on CPU. shape (the model and batch
-    dimensions) and iters tell 'auto' what to measure on the CPU."""
+def setup(device='auto', dtype='auto', compile='auto', backend='auto'):
+    """Where the run is: its device, and the process group joined when launched by torchrun
+    (RANK in the environment): NCCL on CUDA, gloo on CPU. dtype and compile are checked and kept
+    as asked; decide() resolves 'auto' once the run's step is known."""
     if dtype not in ('auto', 'bfloat16', 'float16', 'float32'):
         raise UserError(f"dtype={dtype!r}: expected 'auto', 'bfloat16', 'float16' or 'float32'")
     if compile not in ('auto', True, False):
@@ -262,31 +324,36 @@ def setup(device='auto', dtype='auto', compile='auto', backend='auto', shape=Non
     device_type = 'cuda' if device.startswith('cuda') else device
     if dtype == 'float16' and device_type != 'cuda':
         raise UserError("dtype='float16' needs CUDA (its GradScaler is CUDA-only): use bfloat16 or float32")
-    notes = []
-    if rank == 0:
-        dtype, compile, notes = choose(dtype, compile, device_type, shape, iters)
-    if ddp:  # every rank runs what rank 0 measured and chose
-        choice = [dtype, compile]
-        torch.distributed.broadcast_object_list(choice, src=0)
-        dtype, compile = choice
     if device_type == 'cuda':
         # TF32 matmuls for whatever runs in float32 outside autocast
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if verbose:
-        for note in notes:
-            print(note)
     return Runtime(device, device_type, dtype, compile, ddp, rank, local_rank, world_size)
 
 
-def choose(dtype, compile, device_type, shape, iters):
-    """What 'auto' means here (see the module docstring), and one line per choice saying why."""
-    notes = []
+def decide(rt, step=None, iters=0, verbose=True):
+    """rt with its dtype and compile resolved for `step` (a Step) over `iters` iterations, and one
+    printed line per 'auto' saying why; under torchrun rank 0 measures and every rank runs what it
+    chose. Without a step, 'auto' on the CPU is float32 and eager."""
+    choice = [*choose(rt.dtype, rt.compile, rt.device_type, step, iters)] if rt.rank == 0 else [None] * 4
+    if rt.ddp:
+        torch.distributed.broadcast_object_list(choice, src=0)
+    dtype, compile, auto, notes = choice
+    if verbose and rt.rank == 0:
+        for note in notes:
+            print(note)
+    return dataclasses.replace(rt, dtype=dtype, compile=compile, auto=auto)
+
+
+def choose(dtype, compile, device_type, step, iters):
+    """What 'auto' means here (see the module docstring): the dtype, the compile flag, what each
+    'auto' was decided from, and one line per choice saying why."""
+    auto, notes = {}, []
     if dtype == 'auto':
         if device_type == 'cuda':
             dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-        elif device_type == 'cpu' and shape:
-            dtype, why = cpu_dtype(shape['n_embd'], shape['batch_size'] * shape['block_size'])
+        elif device_type == 'cpu' and step:
+            dtype, auto['dtype'], why = cpu_dtype(step)
             notes.append(f"dtype auto: {dtype}: {why}")
         else:
             dtype = 'float32'
@@ -296,12 +363,13 @@ def choose(dtype, compile, device_type, shape, iters):
             notes.append(f"note: torch.compile is off: {blocker}")
         compile = False
     elif compile == 'auto':
-        if device_type == 'cpu' and shape:
-            compile, why = cpu_compile(dict(shape, dtype=dtype), iters)
+        if device_type == 'cpu' and step:
+            compile, record, why = cpu_compile(step, dtype, iters)
+            auto['compile'] = dict(record=record, iters=iters)
             notes.append(f"compile auto: {compile}: {why}")
         else:
             compile = device_type == 'cuda'
-    return dtype, compile, notes
+    return dtype, compile, auto, notes
 
 
 def teardown(rt):

@@ -45,9 +45,9 @@ if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
 
 ckpt = load_checkpoint(os.path.join(out_dir, ckpt_name))
 args = ckpt['model_args']
-shape = dict(model_type=ckpt['model_type'], n_layer=args['n_layer'], n_head=args['n_head'], n_embd=args['n_embd'],
-             block_size=args['block_size'], batch_size=1)
-rt = runtime.setup(device, dtype, compile=False, shape=shape)  # shapes change every token: compiling would not pay
+# shapes change every token, so compiling would not pay; dtype 'auto' times this model's forward pass
+rt = runtime.decide(runtime.setup(device, dtype, compile=False),
+                    runtime.Step(ckpt['model_type'], args, batch_size=1, optimizer=None))
 torch.manual_seed(seed)
 model = build_model(ckpt['model_type'], args)
 model.load_state_dict(ckpt['model'])

@@ -17,6 +17,10 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123
 (If your cluster does not have Infiniband interconnect prepend NCCL_IB_DISABLE=1)
 
 On the CPU, torchrun runs the same script over gloo: torchrun --standalone --nproc_per_node=2 train.py
+
+Exit codes: 0 done; 1 bad input or a missing resource (data, checkpoint, device); 2 a bad command
+line or config value; 3 (configurator.EXIT_DIVERGED) the loss or the weights became non-finite,
+stopped without saving. Each non-zero exit prints one line 'error: ...' that says what to do.
 """
 import json
 import math
@@ -30,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import loader
 import runtime
 from checkpoint import link_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from configurator import UserError, configure_globals, exit_on_user_error
+from configurator import EXIT_DIVERGED, UserError, configure_globals, exit_on_user_error
 from model_nesterov import MODEL_TYPES, build_model, format_diagnostics, model_arg_names
 
 sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
@@ -99,7 +103,8 @@ seed = 1337  # the same seed gives the same initialization and the same data ord
 config, overrides = configure_globals(globals())  # config files and --key=value, checked against the above
 # -----------------------------------------------------------------------------
 
-# every value is checked before anything on disk is touched, so a bad run never damages a good one
+# every value is checked before anything on disk is touched, so a bad run never damages a good one:
+# the trainer's own here, the model's by its config class when the model is built (build_model)
 def require(ok, message):
     if not ok:
         raise UserError(message, exit_code=2)
@@ -108,29 +113,21 @@ def require(ok, message):
 require(init_from in ('scratch', 'resume'), f"init_from={init_from!r}: expected 'scratch' or 'resume'")
 require(model_type in MODEL_TYPES, f"model_type={model_type!r}: expected one of {', '.join(MODEL_TYPES)}")
 require(optimizer in ('adamw', 'muon'), f"optimizer={optimizer!r}: expected 'adamw' or 'muon'")
-for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd',
-          'eval_interval', 'eval_iters', 'log_interval'):
+for k in ('batch_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters', 'log_interval'):
     require(config[k] >= 1, f"{k}={config[k]}: must be at least 1")
 for k in ('learning_rate', 'muon_lr', 'scalar_lr_mult'):
     require(config[k] > 0, f"{k}={config[k]}: must be > 0")
 for k in ('max_iters', 'max_time', 'min_lr', 'weight_decay', 'grad_clip', 'muon_weight_decay', 'warmup_iters'):
     require(config[k] >= 0, f"{k}={config[k]}: must be >= 0")
-for k in ('dropout', 'beta1', 'beta2', 'muon_momentum'):
+for k in ('beta1', 'beta2', 'muon_momentum'):
     require(0 <= config[k] < 1, f"{k}={config[k]}: must be in [0, 1)")
-require(n_embd % n_head == 0, f"n_embd={n_embd} is not divisible by n_head={n_head}: pick n_embd = n_head x head size")
 require(not decay_lr or lr_decay_iters > warmup_iters,
         f"lr_decay_iters={lr_decay_iters} must be > warmup_iters={warmup_iters} (or set decay_lr=False)")
-require(vocab_size is None or vocab_size >= 1, f"vocab_size={vocab_size}: must be None (the dataset's) or >= 1")
 if wandb_log:
     try:
         import wandb
     except ImportError:
         raise UserError("wandb_log=True needs the wandb package: pip install wandb (or drop wandb_log)")
-if model_type == 'nesterov':
-    try:  # the variant names and initial step sizes
-        MODEL_TYPES['nesterov'][0](**{k: config[k] for k in model_arg_names('nesterov')})
-    except ValueError as e:
-        require(False, str(e))
 
 ckpt = None
 if init_from == 'resume':
@@ -144,17 +141,12 @@ if init_from == 'resume':
     for k, v in saved.items():
         config[k] = globals()[k] = v
 
-shape = dict(model_type=model_type, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
-             batch_size=batch_size, momentum=momentum if model_type == 'nesterov' else 'gd')
-rt = runtime.setup(device, dtype, compile, backend, shape=shape, iters=max_iters)
+rt = runtime.setup(device, dtype, compile, backend)  # where the run is; dtype and compile 'auto' wait for the model
 require(gradient_accumulation_steps % rt.world_size == 0,
         f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the "
         f"{rt.world_size} torchrun processes")
 grad_accum_local = gradient_accumulation_steps // rt.world_size
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
-if rt.master_process:
-    print(f"tokens per iteration will be: {tokens_per_iter:,} "
-          f"({rt.world_size} x {grad_accum_local} x {batch_size} x {block_size}) on {rt.device} in {rt.dtype}")
 
 # data -------------------------------------------------------------------------
 data_dir = os.path.join(data_root, dataset)
@@ -177,6 +169,11 @@ splits = {split: loader.open_split(data_dir, split, block_size, vocab_size, meta
 torch.manual_seed(seed)  # same seed, same initial weights on every rank and in every arm
 model_args = {k: config[k] for k in model_arg_names(model_type)}
 raw_model = build_model(model_type, model_args)  # the plain module: checkpoints and diagnostics read it
+# 'auto' decided for this run's own step: its model, micro-batch and optimizer (runtime.py)
+rt = runtime.decide(rt, runtime.Step(model_type, model_args, batch_size, optimizer), iters=max_iters)
+if rt.master_process:
+    print(f"tokens per iteration will be: {tokens_per_iter:,} "
+          f"({rt.world_size} x {grad_accum_local} x {batch_size} x {block_size}) on {rt.device} in {rt.dtype}")
 if ckpt is not None:
     raw_model.load_state_dict(ckpt['model'])
 raw_model.to(rt.device)
@@ -260,7 +257,8 @@ def everywhere(*flags):
 
 def stop_diverged(what):
     raise UserError(f"non-finite {what} at iter {iter_num}: stopping without saving; the last good checkpoint is "
-                    f"{last_good or 'none (none was saved by this run)'}. Try a lower learning_rate or dtype='float32'")
+                    f"{last_good or 'none (none was saved by this run)'}. Try a lower learning_rate or dtype='float32'",
+                    exit_code=EXIT_DIVERGED)
 
 
 @torch.no_grad()
@@ -296,15 +294,32 @@ def get_lr(it):
 
 if wandb_log and rt.master_process and not eval_only:
     wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume='allow')
+if rt.master_process and not eval_only:  # what ran, and what each 'auto' was decided from
+    log_json({'event': 'runtime', 'iter': iter_num, 'device': rt.device, 'dtype': rt.dtype, 'compile': rt.compile,
+              'world_size': rt.world_size, 'auto': rt.auto})
 
 # diagnostics batch: the first evaluation batch of the validation split, the same in every run
 X_diag, _ = loader.get_batch(splits['val'], loader.eval_offsets(len(splits['val']), block_size, batch_size),
                              block_size, rt.device)
 
+
+def stop_clock(t0):
+    """Seconds since t0 once the device has run every step queued since then: on CUDA the host
+    runs ahead of the kernels, so the clock is read only after rt.sync()."""
+    rt.sync()
+    return time.perf_counter() - t0
+
+
 # training loop ----------------------------------------------------------------
+# Time is measured over stretches of training steps, each ended by stop_clock: at every log line
+# and before an evaluation, which is not training time. train_time sums the stretches (max_time
+# and compare.py's equal-time axis read it); a log line reports its window's mean since the last.
 nonfinite = torch.zeros((), dtype=torch.bool, device=rt.device)  # set on device, read at log time: no sync per step
 running_mfu = -1.0
 out_of_time = False
+first_iter = iter_num  # this process's first step compiles and warms up: MFU starts 5 steps later
+t0 = None  # when the current stretch of training steps began; None between stretches
+window = (iter_num, train_time)  # where the current log window began: its iteration and training time
 while True:
     # one schedule for every group (AdamW, Muon, the learned scalars), each from its own peak
     lr_scale = (get_lr(iter_num) if decay_lr else learning_rate) / learning_rate
@@ -314,6 +329,8 @@ while True:
 
     last_iter = iter_num >= max_iters or out_of_time
     if (iter_num % eval_interval == 0 or last_iter) and iter_num != resumed_at or eval_only:
+        if t0 is not None:  # the steps since the last log line count as training time, the evaluation does not
+            train_time, t0 = train_time + stop_clock(t0), None
         losses = estimate_loss()
         # never save a diverged model: its checkpoint would replace the last good one
         bad_loss, bad_weights = everywhere(nonfinite.item() or not all(map(math.isfinite, losses.values())),
@@ -346,7 +363,8 @@ while True:
         break
 
     # one optimizer step over the global batch: all ranks draw the same offsets, each takes its share
-    t0 = time.perf_counter()
+    if t0 is None:
+        t0 = time.perf_counter()
     # dropout masks are a function of (seed, rank, iter), so a resumed run draws the same ones
     torch.manual_seed(hash((seed, rt.rank, iter_num)))
     offsets = loader.batch_offsets(data_rng, len(splits['train']), block_size, gradient_accumulation_steps * batch_size)
@@ -379,20 +397,21 @@ while True:
         if rt.ddp:
             torch.distributed.all_reduce(loss_sum, op=torch.distributed.ReduceOp.AVG)
         lossf = loss_sum.item()  # the mean over the global batch
+        train_time, t0 = train_time + stop_clock(t0), None
         # every rank stops at once: on a non-finite loss anywhere, or when the time is up
         diverged, out_of_time = everywhere(nonfinite.item(), max_time > 0 and train_time >= max_time)
         if diverged:
             stop_diverged('loss')
-    dt = time.perf_counter() - t0
-    train_time += dt
-    if iter_num % log_interval == 0 and rt.master_process:
-        if iter_num > 5 and peak_flops:  # the first iterations include compilation and warm-up
-            mfu = flops_per_token * grad_accum_local * batch_size * block_size / dt / peak_flops
-            running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
-        print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr_scale * learning_rate:.2e}, grad norm {grad_norm.item():.3f}, "
-              f"time {dt * 1000:.1f}ms, {tokens_per_iter / dt:,.0f} tok/s, "
-              f"mfu {'n/a' if running_mfu < 0 else f'{running_mfu * 100:.2f}%'}")
-        log_json({'event': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr_scale * learning_rate,
-                  'grad_norm': grad_norm.item(), 'dt': dt, 'tokens_per_s': tokens_per_iter / dt})
+        dt = (train_time - window[1]) / (iter_num - window[0])  # the window's mean seconds per iteration
+        if rt.master_process:
+            if window[0] >= first_iter + 5 and peak_flops:
+                mfu = flops_per_token * grad_accum_local * batch_size * block_size / dt / peak_flops
+                running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
+            print(f"iter {iter_num}: loss {lossf:.4f}, lr {lr_scale * learning_rate:.2e}, grad norm {grad_norm.item():.3f}, "
+                  f"time {dt * 1000:.1f}ms, {tokens_per_iter / dt:,.0f} tok/s, "
+                  f"mfu {'n/a' if running_mfu < 0 else f'{running_mfu * 100:.2f}%'}")
+            log_json({'event': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr_scale * learning_rate,
+                      'grad_norm': grad_norm.item(), 'dt': dt, 'tokens_per_s': tokens_per_iter / dt})
+        window = (iter_num, train_time)
 
 runtime.teardown(rt)

@@ -1,11 +1,13 @@
 """compare.py as a user runs it: arms x seeds through train.py, then CSVs, plots and the table;
 and its statistics against a hand computation."""
 import csv
+import subprocess
 
 import numpy as np
 import pytest
 
 import compare
+from configurator import EXIT_DIVERGED
 from conftest import TINY, run_script
 
 ARMS = ['baseline', 'copy=baseline', 'gd', 'polyak']
@@ -162,3 +164,24 @@ def test_reuse_resumes_a_run_stopped_midway(tmp_path, data_root):
     resumed = [float(r['val_loss']) for r in read_csv(out / 'curves.csv') if r['arm'] == 'tables']
     assert resumed == tables
     assert compare.json.loads((run_dir / 'compare.json').read_text())['finished'] is True
+
+
+@pytest.mark.parametrize('code,last_line,diverged', [
+    (EXIT_DIVERGED, 'error: whatever the words', True),
+    (0, 'saved checkpoints to out', False),
+    (1, 'error: non-finite loss at iter 3 (a message that only looks like divergence)', None),
+])
+def test_run_train_reads_the_exit_code_not_the_wording(tmp_path, monkeypatch, code, last_line, diverged):
+    def fake_train(argv, stdout, **kw):
+        stdout.write(last_line + '\n')
+        return subprocess.CompletedProcess(argv, code)
+    monkeypatch.setattr(compare.subprocess, 'run', fake_train)
+    run_dir = tmp_path / 'run'
+    if diverged is None:
+        with pytest.raises(compare.UserError, match=f'failed \\(exit code 1, {run_dir}/train.log\\): error: non-finite'):
+            compare.run_train('arm', 1, ['--max_iters=1'], str(run_dir), reuse=False)
+        assert compare.json.loads((run_dir / 'compare.json').read_text())['finished'] is False
+    else:
+        compare.run_train('arm', 1, ['--max_iters=1'], str(run_dir), reuse=False)
+        marker = compare.json.loads((run_dir / 'compare.json').read_text())
+        assert marker['finished'] is True and marker['diverged'] is diverged

@@ -17,7 +17,7 @@ def build(model_type, **kw):
 
 
 def test_runtime_auto_is_bf16_and_compiled_on_cuda():
-    rt = runtime.setup('auto', 'auto', 'auto', verbose=False)
+    rt = runtime.decide(runtime.setup('auto', 'auto', 'auto'), verbose=False)
     assert rt.device_type == 'cuda'
     assert rt.dtype == ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16')
     assert rt.compile == (runtime.compile_blocker('cuda') is None)

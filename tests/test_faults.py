@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from checkpoint import load_checkpoint, save_checkpoint
-from configurator import UserError
+from configurator import EXIT_DIVERGED, UserError
 from conftest import ROOT, TINY, read_log, run_script, write_dataset
 
 
@@ -88,7 +88,7 @@ CASES = [
     (TRAIN, ['--device=cuda'] if not torch.cuda.is_available() else ['--device=tpu'], 1, 'use --device=cpu'
      if not torch.cuda.is_available() else "device='tpu'"),
     (TRAIN, ['--vocab_size=100'], 2, 'vocab_size=100 is smaller than the dataset\'s vocabulary (256, bytes)'),
-    (TRAIN, ['--vocab_size=0'], 2, 'vocab_size=0: must be None'),
+    (TRAIN, ['--vocab_size=0'], 2, 'vocab_size=0 is smaller than the dataset\'s vocabulary (256, bytes): use --vocab_size=None'),
     (TRAIN, ['--learning_rat=1e-3'], 2, "unknown config key 'learning_rat' in the command line (did you mean 'learning_rate'?)"),
     (TRAIN, ['--batch_size=2.5'], 2, "config key 'batch_size' expects int (default 16) but was given float 2.5"),
     (TRAIN, ['--compile'], 2, "argument '--compile' has no value"),
@@ -126,8 +126,16 @@ CASES = [
     ('sample.py', ['--start=FILE:{tmp}/latin1.txt'], 1, 'latin1.txt\' is not UTF-8 text'),
     ('sample.py', [b'--start=caf\xe9'], 1, 'the prompt is not valid UTF-8 text'),
     ('sample.py', ['--ckpt_name=nope.pt'], 1, 'no checkpoint at'),
-    ('bench.py', ['--shape=gpt3'], 2, "shape='gpt3': expected one of cpu, gpt2"),
-    ('bench.py', ['--n_embd=30', '--n_head=4'], 2, 'sizes must be >= 1 and n_embd divisible by n_head'),
+    ('bench.py', ['--shape=gpt3'], 2, "shape='gpt3': expected one of cpu, wide, gpt2"),
+    ('bench.py', ['--n_embd=30', '--n_head=4'], 2, 'n_embd=30 is not divisible by n_head=4'),
+    ('bench.py', ['--n_layer=-2'], 2, 'n_layer=-2: must be at least 1'),
+    ('bench.py', ['--arms=,'], 2, "arms=',' names no arm"),
+    ('bench.py', ['--arms=baseline,nesterov,baseline'], 2, "lists 'baseline' twice: name each arm once"),
+    ('bench.py', ['--bench_iters=-1'], 2, 'bench_iters=-1: must be >= 0'),
+    ('bench.py', ['--batch_size=-4'], 2, 'batch_size=-4: must be >= 0'),
+    ('bench.py', ['--optimizer=sgd'], 2, "optimizer='sgd': expected 'adamw' or 'muon'"),
+    ('bench.py', ['--out=/sys/yuriiformer-test/bench.json'], 1, "cannot write out='/sys/yuriiformer-test/bench.json'"),
+    ('bench.py', ['--out={tmp}'], 1, 'is a directory; pick a writable --out'),
     ('bench.py', ['--arms=baseline,adam', '--bench_iters=1', '--warmup_iters=0'], 2, "unknown arm 'adam'"),
     ('bench.py', ['--data_root={bad}', '--dataset=short'], 1, 'train.bin has 100 bytes'),
     ('compare.py', ['--summarize', '{tmp}/torn_logs'], 1, 'log.jsonl line 2 is not JSON: the log is damaged'),
@@ -192,7 +200,7 @@ def test_a_run_that_diverges_at_an_eval_saves_nothing(data_root, tmp_path):
     right after it must not replace the good checkpoint of step 0; the message names that one."""
     proc = run_script('train.py', f'--data_root={data_root}', f'--out_dir={tmp_path}', *TINY, '--max_iters=5',
                       '--eval_interval=1', '--warmup_iters=0', '--learning_rate=1e6', '--log_interval=100', check=False)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == EXIT_DIVERGED and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith('error: non-finite') and f"the last good checkpoint is {tmp_path}/ckpt.pt" in proc.stderr
     ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
     assert ckpt['iter_num'] == 0 and all(torch.isfinite(v).all() for v in ckpt['model'].values())

@@ -127,3 +127,25 @@ def test_diagnostics_are_the_rms_of_the_residual_stream():
         x = block(x)
         want.append(x.pow(2).mean().sqrt().item())
     assert model.diagnostics(idx) == {'rms_x': pytest.approx(want, rel=1e-6)}
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('n_embd', 31, 'n_embd=31 is not divisible by n_head=2'),
+    ('n_head', 0, 'n_head=0: must be at least 1'),
+    ('n_layer', -1, 'n_layer=-1: must be at least 1'),
+    ('block_size', 0, 'block_size=0: must be at least 1'),
+    ('vocab_size', None, 'vocab_size=None: must be at least 1'),
+    ('vocab_size', 2.5, 'vocab_size=2.5: must be at least 1'),
+    ('dropout', 1.0, r'dropout=1.0: must be in \[0, 1\)'),
+])
+def test_the_config_checks_its_own_fields(field, value, message):
+    """Checked once, in GPTConfig (NesterovConfig inherits it); build_model, the one boundary,
+    turns the refusal into the scripts' one-line error, exit code 2."""
+    from configurator import UserError
+    from model_nesterov import NesterovConfig, build_model
+    for config_class in (GPTConfig, NesterovConfig):
+        with pytest.raises(ValueError, match=message):
+            config_class(**{**CFG, field: value})
+    with pytest.raises(UserError, match=message) as refused:
+        build_model('nesterov', {**CFG, field: value})
+    assert refused.value.exit_code == 2

@@ -1,14 +1,17 @@
 """runtime.py: what 'auto' chooses on the CPU and why (a measured probe, cached per machine), an
 explicit choice always winning, the CUDA-only options refused, and the numbers behind MFU."""
 import json
+import time
 
 import pytest
 import torch
 
 import runtime
 from configurator import UserError
+from model import GPT
 
-SHAPE = dict(model_type='gpt', momentum='gd', n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8)
+TINY_ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256, bias=False, dropout=0.0)
+STEP = runtime.Step('gpt', TINY_ARGS, batch_size=8, optimizer='adamw')
 
 
 @pytest.fixture
@@ -17,71 +20,136 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
     calls = []
 
-    def probe(n_embd, tokens, dtype, give_up=None, times=dict(float32=0.004, bfloat16=0.001)):
-        calls.append((n_embd, tokens, dtype))
+    def probe(step, dtype, budget=None, times=dict(float32=0.004, bfloat16=0.001)):
+        calls.append((step, dtype))
         return times[dtype]
-    monkeypatch.setattr(runtime, 'probe_cpu_step', probe)
+    monkeypatch.setattr(runtime, 'probe_step', probe)
     return tmp_path, calls
 
 
-def test_auto_dtype_takes_the_faster_precision_measured_here(cache, capsys):
+def auto(dtype='auto', compile=False, step=STEP, iters=0):
+    return runtime.decide(runtime.setup('cpu', dtype, compile), step, iters)
+
+
+def test_auto_dtype_takes_the_faster_precision_measured_on_the_runs_step(cache, capsys):
     _, calls = cache
-    rt = runtime.setup('cpu', 'auto', False, shape=SHAPE)
-    assert rt.dtype == 'bfloat16' and calls == [(32, 256, 'float32'), (32, 256, 'bfloat16')]
-    assert 'dtype auto: bfloat16: an MLP step of width 32 on 256 tokens took 4.00 ms in float32, 1.00 ms' \
+    rt = auto()
+    assert rt.dtype == 'bfloat16' and calls == [(STEP, 'float32'), (STEP, 'bfloat16')]
+    assert rt.auto['dtype'] == dict(float32=0.004, bfloat16=0.001, cached=False)
+    assert "dtype auto: bfloat16: a training step of this run's model took 4.00 ms in float32, 1.00 ms" \
            in capsys.readouterr().out
 
 
-def test_the_measurement_is_cached_per_machine_and_torch(cache, capsys):
+def test_the_measurement_is_cached_per_machine_torch_and_step(cache, capsys):
     path, calls = cache
-    runtime.setup('cpu', 'auto', False, shape=SHAPE)
-    rt = runtime.setup('cpu', 'auto', False, shape=SHAPE)
-    assert rt.dtype == 'bfloat16' and len(calls) == 2  # the second run only reads
+    auto()
+    rt = auto()
+    assert rt.dtype == 'bfloat16' and len(calls) == 2 and rt.auto['dtype']['cached']  # the second run only reads
     assert '(cached)' in capsys.readouterr().out.splitlines()[-1]
     stored = json.loads((path / 'yuriiformer' / 'cpu.json').read_text())
     key = runtime.machine_key()
-    assert torch.__version__ in key and stored[key]['dtype probe 32x256'] == dict(float32=0.004, bfloat16=0.001)
+    assert torch.__version__ in key and stored[key]['dtype probe ' + runtime.step_key(STEP, 'auto', 'cpu')] == \
+        dict(float32=0.004, bfloat16=0.001)
+    auto(step=runtime.Step('gpt', TINY_ARGS, batch_size=8, optimizer='muon'))  # another step: measured anew
+    assert len(calls) == 4
 
 
 def test_an_explicit_choice_wins_without_measuring(cache):
     _, calls = cache
-    assert runtime.setup('cpu', 'float32', False, shape=SHAPE).dtype == 'float32'
+    assert auto('float32').dtype == 'float32'
     assert calls == []
 
 
-def test_real_probe_times_both_precisions():
-    t32, t16 = (runtime.probe_cpu_step(16, 64, d) for d in ('float32', 'bfloat16'))
-    assert 0 < t32 < 1 and 0 < t16 < 10
+def test_setup_keeps_auto_as_asked_until_decide():
+    rt = runtime.setup('cpu', 'auto', 'auto')
+    assert (rt.dtype, rt.compile) == ('auto', 'auto')
+    assert (runtime.decide(rt).dtype, runtime.decide(rt).compile) == ('float32', False)  # no step: nothing to measure
 
 
-def test_a_slow_precision_is_timed_once():
-    """An emulated bf16 can be 50x slower than fp32: one call past give_up decides it."""
+def test_the_probe_times_real_training_steps_of_the_model():
+    """Forward, backward and the optimizer step of its own model, in both precisions, without
+    touching the run's random stream."""
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    t32, t16 = (runtime.probe_step(STEP, d, budget=2.0) for d in ('float32', 'bfloat16'))
+    assert 0 < t32 < 60 and 0 < t16 < 60  # seconds of a tiny step, on however busy a machine
+    assert torch.equal(torch.rand(3), before)
+    assert 0 < runtime.probe_step(runtime.Step('nesterov', TINY_ARGS, 8, None), 'float32') < 60  # sampling: forward
+
+
+def test_the_probe_is_capped_for_big_models(monkeypatch):
+    """A GPT-2 sized step probes fewer tokens: about PROBE_FLOP a step, not 12 x 1024 tokens."""
+    shapes = []
+
+    def forward(self, idx, targets=None):
+        shapes.append(tuple(idx.shape))
+        raise StopIteration  # the shape is all this test needs
+    monkeypatch.setattr(GPT, 'forward', forward)
+    args = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304, bias=False, dropout=0.0)
+    with pytest.raises(StopIteration):
+        runtime.probe_step(runtime.Step('gpt', args, batch_size=12, optimizer='adamw'), 'float32')
+    n_params = 85e6 + 50304 * 768  # about: the blocks and the tied head
+    assert shapes[0][0] == 1 and abs(shapes[0][1] - runtime.PROBE_FLOP / (6 * n_params)) < 1
+    default = dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=256, bias=False, dropout=0.0)
+    with pytest.raises(StopIteration):  # train.py's default model probes its whole micro-batch
+        runtime.probe_step(runtime.Step('gpt', default, batch_size=16, optimizer='adamw'), 'float32')
+    assert shapes[1] == (16, 128)
+
+
+def test_a_slow_step_is_timed_within_the_budget():
+    """An emulated bf16 can be 50x slower than fp32: a warm-up past the budget decides it, and
+    the timed calls stop where the next would overrun it."""
     calls = []
-    assert runtime.best_seconds(lambda: calls.append(1), 3, give_up=-1.0) >= 0 and len(calls) == 1
+    assert runtime.best_seconds(lambda: calls.append(1), 3, budget=-1.0) >= 0 and len(calls) == 1
     assert runtime.best_seconds(lambda: calls.append(1), 3) >= 0 and len(calls) == 1 + 4
+    calls.clear()
+    assert runtime.best_seconds(lambda: (calls.append(1), time.sleep(0.05)), 10, budget=0.18) >= 0.05
+    assert len(calls) == 3  # warm-up and two timed calls: a fourth would pass 0.18 s
 
 
-def test_the_probe_is_capped_for_wide_models(cache):
-    _, calls = cache
-    runtime.cpu_dtype(768, 12 * 1024)
-    assert calls[0] == (768, 141, 'float32')  # 2e9 / (24 x 768^2) rows: about 2 GFLOP a step
+def test_the_step_key_names_everything_that_changes_the_compute():
+    nesterov = runtime.Step('nesterov', dict(TINY_ARGS, momentum='nesterov'), 8, 'adamw')
+    key = runtime.step_key(nesterov, 'float32', 'cpu')
+    # the config class's defaults are filled in: a partial and a full args dict name the same step
+    full = runtime.Step('nesterov', runtime.dataclasses.asdict(runtime.model_config('nesterov', nesterov.model_args)),
+                        8, 'adamw')
+    assert runtime.step_key(full, 'float32', 'cpu') == key
+    # the initial values of the learned scalars do not change the compute
+    assert runtime.step_key(runtime.Step('nesterov', dict(nesterov.model_args, mu_init=0.9, gamma_init=1.0), 8, 'adamw'),
+                            'float32', 'cpu') == key
+    changed = [dict(splitting='euler'), dict(momentum='polyak'), dict(velocity_norm='per_substep'),
+               dict(velocity_init='zero'), dict(n_layer=3), dict(n_head=4), dict(n_embd=64), dict(block_size=16),
+               dict(vocab_size=512), dict(dropout=0.1), dict(bias=True)]
+    keys = {runtime.step_key(runtime.Step('nesterov', dict(nesterov.model_args, **c), 8, 'adamw'), 'float32', 'cpu')
+            for c in changed}
+    keys |= {runtime.step_key(runtime.Step('nesterov', nesterov.model_args, 16, 'adamw'), 'float32', 'cpu'),
+             runtime.step_key(runtime.Step('nesterov', nesterov.model_args, 8, 'muon'), 'float32', 'cpu'),
+             runtime.step_key(runtime.Step('gpt', TINY_ARGS, 8, 'adamw'), 'float32', 'cpu'),
+             runtime.step_key(runtime.Step('nesterov', dict(TINY_ARGS, momentum='gd', table_skip=True), 8, 'adamw'),
+                              'float32', 'cpu'),
+             runtime.step_key(nesterov, 'bfloat16', 'cpu'), runtime.step_key(nesterov, 'float32', 'cuda')}
+    assert key not in keys and len(keys) == len(changed) + 6
 
 
 def test_auto_compile_on_the_cpu_follows_what_bench_measured(cache, monkeypatch):
     monkeypatch.setattr(runtime, 'compile_blocker', lambda device_type: None)  # as if a compiler were present
-    key = dict(SHAPE, dtype='float32')
-    compile_, why = runtime.cpu_compile(key, iters=1000)
-    assert compile_ is False and 'no measurement' in why  # unmeasured: a CPU compile rarely pays back
-    runtime.record_step_times(key, eager_ms=100.0, compiled_ms=60.0, compile_s=30.0)
-    assert runtime.cpu_compile(key, iters=1000)[0] is True  # 1000 x 40 ms = 40 s saved > 30 s to compile
-    assert runtime.cpu_compile(key, iters=500)[0] is False  # 20 s saved < 30 s
-    assert runtime.setup('cpu', 'float32', 'auto', shape=SHAPE, iters=1000).compile is True
-    assert runtime.setup('cpu', 'float32', False, shape=SHAPE, iters=1000).compile is False  # explicit wins
+    compile_, record, why = runtime.cpu_compile(STEP, 'float32', iters=1000)
+    assert compile_ is False and record is None and 'no measurement' in why  # a CPU compile rarely pays back
+    runtime.record_step_times(STEP, 'float32', eager_ms=100.0, compiled_ms=60.0, compile_s=30.0)
+    assert runtime.cpu_compile(STEP, 'float32', iters=1000)[:2] == (True, dict(eager_ms=100.0, compiled_ms=60.0,
+                                                                                 compile_s=30.0))
+    assert runtime.cpu_compile(STEP, 'float32', iters=500)[0] is False  # 20 s saved < 30 s
+    assert runtime.cpu_compile(STEP, 'bfloat16', iters=1000)[1] is None  # another dtype: another step
+    rt = auto('float32', 'auto', iters=1000)
+    assert rt.compile is True and rt.auto['compile'] == dict(record=dict(eager_ms=100.0, compiled_ms=60.0,
+                                                                         compile_s=30.0), iters=1000)
+    assert auto('float32', False, iters=1000).compile is False  # explicit wins
 
 
 def test_compile_without_a_compiler_falls_back_with_a_notice(monkeypatch, capsys):
     monkeypatch.setenv('PATH', '/nonexistent')
-    assert runtime.setup('cpu', 'float32', True).compile is False
+    assert runtime.decide(runtime.setup('cpu', 'float32', True)).compile is False
     assert 'note: torch.compile is off: no C++ compiler found' in capsys.readouterr().out
 
 

@@ -1,13 +1,16 @@
 """train.py run as a user runs it: learning, exact resume, torchrun, checkpoints, bad input."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from checkpoint import load_checkpoint, save_checkpoint
-from configurator import UserError
-from conftest import TINY, read_log, run_script, write_dataset
+from configurator import EXIT_DIVERGED, UserError
+from conftest import ROOT, TINY, read_log, run_script, write_dataset
 
 
 def train(data_root, out_dir, *args, **kw):
@@ -81,10 +84,52 @@ def test_compile_falls_back_with_notice_without_a_compiler(data_root, tmp_path, 
 def test_non_finite_loss_stops_and_last_checkpoint_survives(data_root, tmp_path):
     proc = train(data_root, tmp_path, '--max_iters=20', '--eval_interval=5', '--warmup_iters=0',
                  '--learning_rate=1e30', check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_DIVERGED == 3
     assert 'error: non-finite loss' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
     assert all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+# train.py on a fake device and clock: the clock moves only when the device is waited for (1 s of
+# queued steps at each rt.sync) and during an evaluation (100 s), by a microsecond at each reading
+FAKE_DEVICE = """
+import json, os, runpy, sys, time
+import loader, runtime
+clock, syncs = [0.0], []
+def perf_counter():
+    clock[0] += 1e-6
+    return clock[0]
+def sync(self):
+    clock[0] += 1.0
+    syncs.append(clock[0])
+def eval_offsets(*args):
+    clock[0] += 50.0  # once per split: 100 s an evaluation
+    return real_eval_offsets(*args)
+real_eval_offsets, loader.eval_offsets = loader.eval_offsets, eval_offsets
+time.perf_counter, runtime.Runtime.sync = perf_counter, sync
+sys.argv = ['train.py', *sys.argv[1:]]
+runpy.run_path(os.path.join(os.environ['PYTHONPATH'], 'train.py'), run_name='__main__')
+print(json.dumps(dict(syncs=len(syncs))))
+"""
+
+
+def test_time_is_measured_over_log_windows_ended_by_a_device_sync(data_root, tmp_path):
+    """Log windows end at iters 3, 6, 9, evaluations come at 0, 4, 8, 9: the clock is read after
+    the device has run the queued steps (each window holds its syncs' second), once per window
+    and once before an evaluation inside one; evaluations are not training time; each log line
+    reports its window's mean, and train_time sums the windows."""
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', XDG_CACHE_HOME=str(tmp_path / 'cache'))
+    proc = subprocess.run([sys.executable, '-c', FAKE_DEVICE, f'--data_root={data_root}', f'--out_dir={tmp_path}',
+                           *TINY, '--dtype=float32', '--log_interval=3', '--eval_interval=4', '--max_iters=9'],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == dict(syncs=5)  # 3 log lines, 2 evaluations inside a window
+    windows = {r['iter']: r['dt'] * 3 for r in read_log(tmp_path, 'train')}
+    assert windows == {3: pytest.approx(1.0, abs=1e-3), 6: pytest.approx(2.0, abs=1e-3), 9: pytest.approx(2.0, abs=1e-3)}
+    assert all(r['tokens_per_s'] == 8 * 32 / r['dt'] for r in read_log(tmp_path, 'train'))
+    evals = {r['iter']: r['train_time'] for r in read_log(tmp_path, 'eval')}
+    assert evals == {0: 0.0, 4: pytest.approx(2.0, abs=1e-3), 8: pytest.approx(4.0, abs=1e-3),
+                     9: pytest.approx(sum(windows.values()), abs=1e-9)}
 
 
 def test_max_time_stops_with_a_final_eval_and_checkpoint(data_root, tmp_path):

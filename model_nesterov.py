@@ -70,7 +70,7 @@ class NesterovConfig(GPTConfig):
     mu_init: float = 0.5
     beta_init: float = 0.5
     gamma_init: float = math.log(2)
-    velocity_norm: str = 'per_substep'  # LN_v: one per substep (= one per block under euler) | one shared per block | off
+    velocity_norm: str = 'per_substep'  # LN_v: one per substep (= per block under euler) | 'shared' per block | 'none'
     velocity_init: str = 'embedding'  # V0: vte(idx) + vpe(pos) | zero | wte(idx) (no wpe: see NesterovGPT)
     table_skip: bool = False  # momentum='gd' only: vte(idx) + vpe(pos) added into every layer at a learned gain
 
@@ -139,9 +139,11 @@ class NesterovBlock(Block):
         self.ln_v_m = velocity_norm(config) if config.velocity_norm == 'per_substep' else self.ln_v_a
 
     def forward(self, x, v, kv_cache=None):
-        v = self.ln_v_a(self.beta_a() * v + self.gamma_a() * self.attn(self.ln_1(look_ahead(x, v, self.mu_a)), kv_cache))
+        a = self.attn(self.ln_1(look_ahead(x, v, self.mu_a)), kv_cache)
+        v = self.ln_v_a(self.beta_a() * v + self.gamma_a() * a)
         x = x + v
-        v = self.ln_v_m(self.beta_m() * v + self.gamma_m() * self.mlp(self.ln_2(look_ahead(x, v, self.mu_m))))
+        m = self.mlp(self.ln_2(look_ahead(x, v, self.mu_m)))
+        v = self.ln_v_m(self.beta_m() * v + self.gamma_m() * m)
         x = x + v
         return x, v
 

@@ -478,7 +478,8 @@ def test_a_checkpoint_with_the_old_step_size_names_loads(tmp_path, momentum, spl
     net = perturb(make(momentum=momentum, splitting=splitting))
     old = {k.removesuffix('.logit').removesuffix('.softplus_inv'): v for k, v in net.state_dict().items()}
     want = [n for n in OLD_STEP_SIZE_NAMES[splitting] if momentum == 'nesterov' or not n.startswith('mu')]
-    assert [k[len('transformer.h.0.'):] for k, v in old.items() if k.startswith('transformer.h.0.') and v.dim() == 0] == want
+    layer0 = 'transformer.h.0.'
+    assert [k[len(layer0):] for k, v in old.items() if k.startswith(layer0) and v.dim() == 0] == want
     torch.save(dict(model=old), tmp_path / 'old.pt')
     loaded = make(seed=5, momentum=momentum, splitting=splitting)
     loaded.load_state_dict(torch.load(tmp_path / 'old.pt', weights_only=True)['model'], strict=True)

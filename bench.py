@@ -9,6 +9,8 @@ $ python bench.py --compile=both                   # eager and torch.compile; on
 $ python bench.py --shape=gpt2 --compile=True      # GPT-2 small (12/12/768, block 1024), for a GPU
 $ python bench.py --arms=baseline,nesterov_euler --sample_tokens=500   # + tokens/s sampling 500 tokens
 $ python bench.py --auto_check=True --arms=baseline   # fp32/bf16 x eager/compiled against what 'auto' picks
+$ python bench.py --arms=baseline,nesterov --bench_iters=0 --sample_tokens=500 [--shape=gpt2 --dataset=random]
+                                                   # the KV cache's speed-up alone (README's table)
 
 Speed is measured side by side: one process builds every arm and times them step by step in
 turn, alternating the order, so a neighbour's load or a change of clock speed, which on a shared
@@ -37,12 +39,13 @@ import torch
 
 import loader
 import runtime
+from arms import ARMS
 from configurator import UserError, configure_globals, exit_on_user_error
-from model_nesterov import ARMS, build_model
+from model_nesterov import build_model
 
 # -----------------------------------------------------------------------------
 shape = 'cpu'  # 'cpu': the repo's default model (4 layers, 128 wide, bytes); 'wide': 6 layers, 384 wide; 'gpt2': GPT-2 small
-arms = 'baseline,polyak,nesterov'  # comma-separated names of model_nesterov.ARMS; ratios are to the first
+arms = 'baseline,polyak,nesterov'  # comma-separated names of arms.ARMS; ratios are to the first
 batch_size = 0  # 0: the shape's; any of these five overrides it
 block_size = 0
 n_layer = 0
@@ -225,7 +228,7 @@ def sample_speed(model, s, rt, sample_tokens):
     for cache in (True, False):
         t0 = time.perf_counter()
         with rt.autocast():
-            model.generate(idx, sample_tokens, temperature=0, kv_cache=cache)
+            model.generate(idx, sample_tokens, temperature=0, use_cache=cache)
         rt.sync()
         out['sample_tokens_per_s_' + ('cached' if cache else 'uncached')] = sample_tokens / (time.perf_counter() - t0)
     return out

@@ -9,7 +9,7 @@ $ python compare.py --arms baseline nesterov matched --max_time=120 --max_iters=
 $ python compare.py --arms baseline wide=baseline,n_embd=160 ts=config/train_tinystories_nesterov.py,batch_size=8
 $ python compare.py --summarize out-tinystories-baseline out-tinystories-nesterov   # runs made elsewhere (GPUs)
 
-An arm is NAME or NAME=TOKEN,TOKEN,... where a token is a named arm (model_nesterov.ARMS:
+An arm is NAME or NAME=TOKEN,TOKEN,... where a token is a named arm (arms.ARMS:
 baseline, gd, polyak, nesterov and their *_euler variants, tables (the velocity tables without
 the dynamics) and nesterov_tied (the dynamics without the tables)), a config file (*.py) or
 key=value.
@@ -34,9 +34,10 @@ import sys
 import numpy as np
 import torch
 
+from arms import ARMS
 from checkpoint import load_checkpoint
 from configurator import EXIT_DIVERGED, UserError, exit_on_user_error
-from model_nesterov import ARMS, build_model
+from model_nesterov import build_model
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 METRICS = ['best_val', 'final_val', 'final_train', 'val_at_steps', 'train_at_steps', 'val_at_time', 'tokens_per_s']

@@ -32,26 +32,23 @@ class LayerNorm(nn.Module):
 
 class CausalSelfAttention(nn.Module):
     """The attention oracle a(.): takes the normalized tokens, returns the update (B, T, C)."""
-    def __init__(self, config):
+    def __init__(self, config, layer_idx):
         super().__init__()
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.kv_cache = None  # while GPT.generate runs: the keys and values of the tokens seen so far
+        self.layer_idx = layer_idx  # where this layer's keys and values go in a KVCache
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if self.kv_cache is not None:  # generating: one new token attends to every earlier one
-            if self.kv_cache:
-                assert T == 1, "after the prompt, the cache takes one token at a time"
-                k, v = torch.cat((self.kv_cache[0], k), dim=2), torch.cat((self.kv_cache[1], v), dim=2)
-            self.kv_cache = (k, v)
+        if kv_cache is not None:  # generating: the new tokens attend to every token seen so far
+            k, v = kv_cache.insert(self.layer_idx, k, v)  # (B, nh, pos + T, hs)
         # flash attention on CUDA, a fused kernel on the CPU; the same kernel for every model arm
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
                                            is_causal=T > 1)
@@ -74,17 +71,41 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     """One gradient step with Lie-Trotter splitting: attention step, then MLP step at the new point."""
-    def __init__(self, config):
+    def __init__(self, config, layer_idx):
         super().__init__()
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, kv_cache=None):
+        x = x + self.attn(self.ln_1(x), kv_cache)
         x = x + self.mlp(self.ln_2(x))
         return x
+
+
+class KVCache:
+    """What generation carries from one forward pass to the next: every layer's keys and values
+    of the tokens seen so far, in buffers allocated once for max_len tokens, and pos, how many
+    tokens they hold (the position of the next token). GPT.forward(idx, kv_cache=cache) places
+    idx at positions pos, pos + 1, ..., each attention layer writes its keys and values there and
+    attends to all pos + t of them, and forward then advances pos by t."""
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.empty(shape, device=device, dtype=dtype)  # layer l's keys: k[l] (B, nh, max_len, hs)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.pos = 0
+
+    def insert(self, layer, k, v):
+        """Store a layer's keys and values (B, nh, t, hs) of the new tokens; return that layer's
+        keys and values of every token so far (B, nh, pos + t, hs), views of the buffers."""
+        # the prompt comes at once, then one token at a time: SDPA's causal mask (is_causal) is
+        # right only for a block that starts at position 0, and one new token needs no mask
+        assert self.pos == 0 or k.size(2) == 1, "after the prompt, the cache takes one token at a time"
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
 @dataclass
@@ -114,14 +135,14 @@ class GPTConfig:
 class GPT(nn.Module):
 
     def __init__(self, config, block=Block):
-        """block: the layer class, one optimizer iteration (model_nesterov.py passes its own)."""
+        """block(config, layer_idx): one layer, one optimizer iteration (model_nesterov.py passes its own)."""
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([block(config, i) for i in range(config.n_layer)]),
             ln_f=LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -151,13 +172,13 @@ class GPT(nn.Module):
                             if isinstance(m, nn.Embedding) and name != 'transformer.wte')
         return n_params
 
-    def embed(self, idx, start_pos=0):
-        """X0 = token + position embeddings (b, t, n_embd) for tokens at start_pos, start_pos + 1, ..."""
+    def embed(self, idx, pos=0):
+        """X0 = token + position embeddings (b, t, n_embd) for tokens at positions pos, pos + 1, ..."""
         b, t = idx.size()
-        assert start_pos + t <= self.config.block_size, \
-            f"Cannot forward sequence of length {start_pos + t}, block size is only {self.config.block_size}"
-        pos = torch.arange(start_pos, start_pos + t, dtype=torch.long, device=idx.device)  # (t)
-        return self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        assert pos + t <= self.config.block_size, \
+            f"Cannot forward sequence of length {pos + t}, block size is only {self.config.block_size}"
+        positions = torch.arange(pos, pos + t, dtype=torch.long, device=idx.device)  # (t)
+        return self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
 
     def head(self, x, targets):
         """Final LayerNorm and tied head. Without targets only the last position's logits are
@@ -169,11 +190,21 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
-    def forward(self, idx, targets=None, start_pos=0):
-        x = self.embed(idx, start_pos)
-        for block in self.transformer.h:
-            x = block(x)
+    def forward(self, idx, targets=None, kv_cache=None):
+        """Logits (and the loss with targets) of idx (b, t). With a KVCache (generation), idx are
+        the tokens at positions kv_cache.pos, ...: they attend to the cached ones too, and the
+        cache advances past them."""
+        pos = 0 if kv_cache is None else kv_cache.pos
+        x = self.layers(self.embed(idx, pos), idx, pos, kv_cache)
+        if kv_cache is not None:
+            kv_cache.pos += idx.size(1)
         return self.head(x, targets)
+
+    def layers(self, x, idx, pos, kv_cache):
+        """The residual stream through every layer (model_nesterov.py adds the velocity here)."""
+        for block in self.transformer.h:
+            x = block(x, kv_cache)
+        return x
 
     @torch.no_grad()
     def diagnostics(self, idx):
@@ -215,38 +246,32 @@ class GPT(nn.Module):
         return optimizers
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, kv_cache=True):
-        """Continue idx (b, t) by max_new_tokens; temperature 0 is greedy (argmax). With kv_cache,
-        each attention layer keeps the keys and values of the tokens it has seen, so a new token
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """Continue idx (b, t) by max_new_tokens; temperature 0 is greedy (argmax). With use_cache,
+        a KVCache keeps every layer's keys and values of the tokens seen so far, so a new token
         costs a forward pass over itself alone. Positions are absolute: once the context outgrows
         block_size the window slides, every position changes, and each step recomputes the window
         as it does without the cache."""
-        attns = [m for m in self.modules() if isinstance(m, CausalSelfAttention)]
-        n_cached = 0  # tokens of idx whose keys and values are in the caches
-        try:
-            for _ in range(max_new_tokens):
-                if kv_cache and idx.size(1) <= self.config.block_size:
-                    if n_cached == 0:
-                        for attn in attns:
-                            attn.kv_cache = ()
-                    logits, _ = self(idx[:, n_cached:], start_pos=n_cached)
-                    n_cached = idx.size(1)
-                else:
-                    for attn in attns:
-                        attn.kv_cache = None
-                    logits, _ = self(idx[:, -self.config.block_size:])
-                logits = logits[:, -1, :].float()
-                if temperature == 0:
-                    idx_next = torch.argmax(logits, dim=-1, keepdim=True)
-                else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                        logits[logits < v[:, [-1]]] = -float('Inf')
-                    probs = F.softmax(logits, dim=-1)
-                    idx_next = torch.multinomial(probs, num_samples=1)
-                idx = torch.cat((idx, idx_next), dim=1)
-        finally:
-            for attn in attns:
-                attn.kv_cache = None
+        b, t = idx.size()
+        # the keys and values come out of c_attn in autocast's dtype where autocast is on
+        on = idx.device.type
+        dtype = torch.get_autocast_dtype(on) if torch.is_autocast_enabled(on) else self.lm_head.weight.dtype
+        cache = KVCache(self.config, b, min(self.config.block_size, t + max_new_tokens), idx.device, dtype) \
+            if use_cache else None
+        for _ in range(max_new_tokens):
+            if cache is not None and idx.size(1) <= self.config.block_size:
+                logits, _ = self(idx[:, cache.pos:], kv_cache=cache)  # the prompt, then the newest token
+            else:
+                logits, _ = self(idx[:, -self.config.block_size:])
+            logits = logits[:, -1, :].float()
+            if temperature == 0:
+                idx_next = torch.argmax(logits, dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('Inf')
+                probs = F.softmax(logits, dim=-1)
+                idx_next = torch.multinomial(probs, num_samples=1)
+            idx = torch.cat((idx, idx_next), dim=1)
         return idx

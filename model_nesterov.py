@@ -1,32 +1,53 @@
 """
-The accelerated transformer suite: model.py's GPT with its layers read as momentum iterations.
+The accelerated transformer suite: model.py's GPT with its layers read as momentum iterations
+(YuriiFormer, arXiv 2601.23236; docs/papers.md has the equations and the numbers we compare against).
 
 Same oracles as the baseline, a(X) = attn(ln_1(X)) and m(X) = mlp(ln_2(X)), imported from
 model.py and called once each per layer. Tokens carry a velocity V (B, T, C) next to X, and each
-layer learns its step sizes mu, beta = sigmoid(raw) and gamma = softplus(raw):
+layer learns its step sizes mu, beta in (0, 1) and gamma > 0:
 
     nesterov + lie_trotter (the paper's model), NesterovBlock:
         V = LN_v(beta_a V + gamma_a a(X + mu_a V));  X = X + V     attention substep
         V = LN_v(beta_m V + gamma_m m(X + mu_m V));  X = X + V     MLP substep, at the new X
     nesterov + euler (our reading: one step, both oracles at one look-ahead point), EulerBlock:
         Xe = X + mu V;  V = LN_v(beta V + gamma_a a(Xe) + gamma_m m(Xe));  X = X + V
-    polyak: the same blocks with mu = 0 (no look-ahead, no mu parameter)
+    polyak: the same blocks without the look-ahead (the oracles at X, mu = 0, no mu parameter)
     gd: no velocity; lie_trotter is model.Block, euler the parallel block X = X + a(X) + m(X)
     gd + table_skip (the control arm: the velocity tables without the dynamics):
         X = X + g_l E before layer l, E = vte(idx) + vpe(pos), g_l a learned gain, zero at init
 
-V0 comes from separate learned token and position tables vte, vpe (the paper), zero, or the
-token embedding wte. The velocity is discarded at the end: logits = lm_head(ln_f(X_L)).
-The control arm has nesterov's tables and parameter count (to within LN_v and the scalars)
-but carries nothing from layer to layer except X, so comparing the two separates what the
-dynamics buy from what a second embedding table buys.
-Trained by train.py with model_type='nesterov'. A checkpoint's learned scalars and per-layer
-diagnostics:
-    python model_nesterov.py out/ckpt.pt
+The paper's symbols in the code:
+    X, V            x, v (B, T, C); V0 = initial_velocity(idx): vte(idx) + vpe(pos), the paper's
+                    separate learned token and position tables (velocity_init='embedding')
+    a(.), m(.)      self.attn(self.ln_1(.)), self.mlp(self.ln_2(.)): each oracle's output is the
+                    negative (preconditioned) gradient step of its energy, so it is added, as in the
+                    residual X + a(X): V = beta V + gamma a(.), where a textbook Nesterov writes
+                    V = beta V - gamma grad f(.)
+    mu_a, beta_a,   per layer, modules holding the stored number: mu_a.logit (mu_a = sigmoid(logit)),
+    gamma_a, ...    beta_a.logit, gamma_a.softplus_inv (gamma_a = softplus(softplus_inv)), so that
+                    unconstrained training keeps mu, beta in (0, 1) and gamma > 0
+    LN_v            ln_v_a, ln_v_m (one per substep, velocity_norm='per_substep') or one shared
+                    ln_v_a = ln_v_m per block ('shared'); ln_v under euler
+LN_v is scale-invariant (LN_v(c u) = LN_v(u) for c > 0, to its eps), so through it only gamma/beta
+of each substep is identifiable, not beta and gamma apart; mu still matters, since it moves the
+point where the oracle looks. That leaves 4 of the 6 scalars per layer carrying information (all
+6 with velocity_norm='none'); diagnostics() reports mu, beta and gamma/beta.
+Where our choices and the paper's may differ (its full text was not available to us; see
+docs/papers.md): the scalars' initial values (ours raw = 0, i.e. mu = beta = 0.5, gamma = ln 2,
+as one public reproduction; the other uses 0.9, 0.9, 1.0); LN_v per substep by default (the
+reproductions disagree; 'shared' is an option); the Euler variants are our reading, not
+confirmed from the paper; V0 may also be zero or the token embedding wte (velocity_init), to
+separate what the extra tables buy from what the dynamics buy.
+
+The velocity is discarded at the end: logits = lm_head(ln_f(X_L)). The control arm has
+nesterov's tables and parameter count (to within LN_v and the scalars) but carries nothing from
+layer to layer except X, so comparing the two separates what the dynamics buy from what a second
+embedding table buys. Trained by train.py with model_type='nesterov'; the named arms of a
+comparison are in arms.py; `python diagnostics.py out/ckpt.pt` prints a checkpoint's learned
+scalars and per-layer diagnostics.
 """
-import argparse
 import math
-import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +67,11 @@ class NesterovConfig(GPTConfig):
     momentum: str = 'nesterov'  # 'gd' | 'polyak' | 'nesterov'
     splitting: str = 'lie_trotter'  # 'lie_trotter' | 'euler'
     # initial values after the transform: raw = 0, the neutral point of sigmoid and softplus
-    # (the spec's other choice, 0.9/0.9/1.0, tied with it at 4L/128: see the README)
+    # (a public reproduction's other choice, 0.9/0.9/1.0, tied with it at 4L/128: see the README)
     mu_init: float = 0.5
     beta_init: float = 0.5
     gamma_init: float = math.log(2)
-    velocity_norm: str = 'shared'  # LN_v: one per block | one per substep (= shared under euler) | off
+    velocity_norm: str = 'per_substep'  # LN_v: one per substep (= per block under euler) | 'shared' per block | 'none'
     velocity_init: str = 'embedding'  # V0: vte(idx) + vpe(pos) | zero | wte(idx) (no wpe: see NesterovGPT)
     table_skip: bool = False  # momentum='gd' only: vte(idx) + vpe(pos) added into every layer at a learned gain
 
@@ -69,72 +90,95 @@ class NesterovConfig(GPTConfig):
                              f"the tables already feed V0): drop table_skip or set momentum='gd'")
 
 
-class MomentumBlock(Block):
-    """model.Block's ln_1, attn, ln_2, mlp (same names and init order, so one seed gives both
-    models the same weights) plus learned step sizes, stored raw: mu, beta = sigmoid(raw),
-    gamma = softplus(raw). Polyak has no mu: its look-ahead is mu = 0."""
-    def __init__(self, config, scalar_names):
-        super().__init__(config)
-        self.scalar_names = scalar_names
-        for name in scalar_names:
-            if name.startswith('mu') and config.momentum == 'polyak':
-                continue
-            init = getattr(config, name.split('_')[0] + '_init')
-            raw = math.log(math.expm1(init)) if name.startswith('gamma') else math.log(init / (1.0 - init))
-            self.register_parameter(name, nn.Parameter(torch.tensor(raw)))
+class Fraction(nn.Module):
+    """A learned step size in (0, 1) (mu, beta), stored as its logit: calling it gives sigmoid(logit)."""
+    def __init__(self, init):
+        super().__init__()
+        self.logit = nn.Parameter(torch.tensor(math.log(init / (1.0 - init))))
 
-    def scalars(self):
-        """The step sizes in scalar_names order, after their transforms."""
-        return [0.0 if not hasattr(self, n) else F.softplus(getattr(self, n)) if n.startswith('gamma')
-                else torch.sigmoid(getattr(self, n)) for n in self.scalar_names]
+    def forward(self):
+        return torch.sigmoid(self.logit)
+
+
+class Positive(nn.Module):
+    """A learned step size > 0 (gamma), stored as its inverse softplus: calling it gives
+    softplus(softplus_inv)."""
+    def __init__(self, init):
+        super().__init__()
+        self.softplus_inv = nn.Parameter(torch.tensor(math.log(math.expm1(init))))
+
+    def forward(self):
+        return F.softplus(self.softplus_inv)
+
+
+def look_ahead(x, v, mu):
+    """Where the oracles look: nesterov's X + mu V, or polyak's X itself (mu is None)."""
+    return x if mu is None else x + mu() * v
+
+
+def value(mu):
+    """A look-ahead's value for the diagnostics: polyak's is 0."""
+    return 0.0 if mu is None else mu()
 
 
 def velocity_norm(config):
     return nn.Identity() if config.velocity_norm == 'none' else LayerNorm(config.n_embd, bias=config.bias)
 
 
-class NesterovBlock(MomentumBlock):
-    """Nesterov (Polyak: mu = 0) with Lie-Trotter splitting: the attention substep, then the MLP
-    substep at the new point."""
-    def __init__(self, config):
-        super().__init__(config, ['mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m'])
+class NesterovBlock(Block):
+    """Nesterov (polyak: no look-ahead) with Lie-Trotter splitting: the attention substep, then
+    the MLP substep at the new point. model.Block's ln_1, attn, ln_2, mlp come first (same names
+    and init order, so one seed gives both models the same weights); the step sizes and LN_v
+    draw no random numbers."""
+    def __init__(self, config, layer_idx):
+        super().__init__(config, layer_idx)
+        nesterov = config.momentum == 'nesterov'
+        self.mu_a = Fraction(config.mu_init) if nesterov else None
+        self.beta_a, self.gamma_a = Fraction(config.beta_init), Positive(config.gamma_init)
+        self.mu_m = Fraction(config.mu_init) if nesterov else None
+        self.beta_m, self.gamma_m = Fraction(config.beta_init), Positive(config.gamma_init)
         self.ln_v_a = velocity_norm(config)
         self.ln_v_m = velocity_norm(config) if config.velocity_norm == 'per_substep' else self.ln_v_a
 
-    def forward(self, x, v):
-        mu_a, beta_a, gamma_a, mu_m, beta_m, gamma_m = self.scalars()
-        v = self.ln_v_a(beta_a * v + gamma_a * self.attn(self.ln_1(x + mu_a * v)))
+    def forward(self, x, v, kv_cache=None):
+        a = self.attn(self.ln_1(look_ahead(x, v, self.mu_a)), kv_cache)
+        v = self.ln_v_a(self.beta_a() * v + self.gamma_a() * a)
         x = x + v
-        v = self.ln_v_m(beta_m * v + gamma_m * self.mlp(self.ln_2(x + mu_m * v)))
+        m = self.mlp(self.ln_2(look_ahead(x, v, self.mu_m)))
+        v = self.ln_v_m(self.beta_m() * v + self.gamma_m() * m)
         x = x + v
         return x, v
 
     def diagnostics(self):
-        mu_a, beta_a, gamma_a, mu_m, beta_m, gamma_m = self.scalars()
-        d = {'mu_a': mu_a, 'beta_a': beta_a, 'gamma/beta_a': gamma_a / beta_a,
-             'mu_m': mu_m, 'beta_m': beta_m, 'gamma/beta_m': gamma_m / beta_m}
+        beta_a, beta_m = self.beta_a(), self.beta_m()
+        d = {'mu_a': value(self.mu_a), 'beta_a': beta_a, 'gamma/beta_a': self.gamma_a() / beta_a,
+             'mu_m': value(self.mu_m), 'beta_m': beta_m, 'gamma/beta_m': self.gamma_m() / beta_m}
         if isinstance(self.ln_v_a, LayerNorm):
             d.update(gain_a=self.ln_v_a.weight.mean(), gain_m=self.ln_v_m.weight.mean())
         return d
 
 
-class EulerBlock(MomentumBlock):
-    """Nesterov (Polyak: mu = 0) with Euler splitting: one velocity update per layer, both oracles
-    at the same look-ahead point."""
-    def __init__(self, config):
-        super().__init__(config, ['mu', 'beta', 'gamma_a', 'gamma_m'])
+class EulerBlock(Block):
+    """Nesterov (polyak: no look-ahead) with Euler splitting: one velocity update per layer, both
+    oracles at the same look-ahead point."""
+    def __init__(self, config, layer_idx):
+        super().__init__(config, layer_idx)
+        self.mu = Fraction(config.mu_init) if config.momentum == 'nesterov' else None
+        self.beta = Fraction(config.beta_init)
+        self.gamma_a, self.gamma_m = Positive(config.gamma_init), Positive(config.gamma_init)
         self.ln_v = velocity_norm(config)
 
-    def forward(self, x, v):
-        mu, beta, gamma_a, gamma_m = self.scalars()
-        xe = x + mu * v
-        v = self.ln_v(beta * v + gamma_a * self.attn(self.ln_1(xe)) + gamma_m * self.mlp(self.ln_2(xe)))
+    def forward(self, x, v, kv_cache=None):
+        xe = look_ahead(x, v, self.mu)
+        v = self.ln_v(self.beta() * v + self.gamma_a() * self.attn(self.ln_1(xe), kv_cache)
+                      + self.gamma_m() * self.mlp(self.ln_2(xe)))
         x = x + v
         return x, v
 
     def diagnostics(self):
-        mu, beta, gamma_a, gamma_m = self.scalars()
-        d = {'mu': mu, 'beta': beta, 'gamma_a/beta': gamma_a / beta, 'gamma_m/beta': gamma_m / beta}
+        beta = self.beta()
+        d = {'mu': value(self.mu), 'beta': beta, 'gamma_a/beta': self.gamma_a() / beta,
+             'gamma_m/beta': self.gamma_m() / beta}
         if isinstance(self.ln_v, LayerNorm):
             d.update(gain=self.ln_v.weight.mean())
         return d
@@ -142,15 +186,27 @@ class EulerBlock(MomentumBlock):
 
 class ParallelBlock(Block):
     """Gradient descent with Euler splitting: both oracles at X, one step."""
-    def forward(self, x):
-        return x + self.attn(self.ln_1(x)) + self.mlp(self.ln_2(x))
+    def forward(self, x, kv_cache=None):
+        return x + self.attn(self.ln_1(x), kv_cache) + self.mlp(self.ln_2(x))
 
 
-def block_for(config):
+def block_for(config, layer_idx):
     """The layer of a variant: {gd, polyak, nesterov} x {lie_trotter, euler}."""
     if config.momentum == 'gd':
-        return Block(config) if config.splitting == 'lie_trotter' else ParallelBlock(config)
-    return NesterovBlock(config) if config.splitting == 'lie_trotter' else EulerBlock(config)
+        return (Block if config.splitting == 'lie_trotter' else ParallelBlock)(config, layer_idx)
+    return (NesterovBlock if config.splitting == 'lie_trotter' else EulerBlock)(config, layer_idx)
+
+
+# a step size's state_dict key before the keys said what they hold (`mu_a` held mu_a's logit)
+OLD_STEP_SIZE_KEY = re.compile(r'transformer\.h\.\d+\.(mu|beta|gamma)(_a|_m)?')
+
+
+def rename_old_step_sizes(module, state_dict, prefix, *args):
+    """A load_state_dict pre-hook: a checkpoint saved before the rename loads as saved."""
+    for key in list(state_dict):
+        old = OLD_STEP_SIZE_KEY.fullmatch(key[len(prefix):]) if key.startswith(prefix) else None
+        if old:
+            state_dict[key + ('.softplus_inv' if old[1] == 'gamma' else '.logit')] = state_dict.pop(key)
 
 
 class NesterovGPT(GPT):
@@ -170,34 +226,37 @@ class NesterovGPT(GPT):
             # the control starts as the baseline and learns how much of the tables each layer takes,
             # as modded-nanogpt's embedding skips do
             self.transformer.skip_gain = nn.ParameterList(nn.Parameter(torch.zeros(())) for _ in range(config.n_layer))
+        self.register_load_state_dict_pre_hook(rename_old_step_sizes)
 
-    def tables(self, idx, start_pos=0):
-        """The velocity tables' lookup vte(idx) + vpe(pos) (b, t, n_embd), after dropout."""
-        pos = torch.arange(start_pos, start_pos + idx.size(1), dtype=torch.long, device=idx.device)  # (t)
-        return self.transformer.drop(self.transformer.vte(idx) + self.transformer.vpe(pos))
+    def tables(self, idx, pos=0):
+        """The velocity tables' lookup vte(idx) + vpe(pos) (b, t, n_embd) for tokens at positions
+        pos, pos + 1, ..., after dropout."""
+        positions = torch.arange(pos, pos + idx.size(1), dtype=torch.long, device=idx.device)  # (t)
+        return self.transformer.drop(self.transformer.vte(idx) + self.transformer.vpe(positions))
 
-    def initial_velocity(self, idx, start_pos=0):
+    def initial_velocity(self, idx, pos=0):
         """V0 (b, t, n_embd). 'tied' is wte(idx) without wpe: with wpe it would equal X0 (before
         dropout), and the first look-ahead would only rescale X."""
         if self.config.velocity_init == 'zero':
             return torch.zeros(*idx.shape, self.config.n_embd, device=idx.device)
         if self.config.velocity_init == 'tied':
             return self.transformer.drop(self.transformer.wte(idx))
-        return self.tables(idx, start_pos)
+        return self.tables(idx, pos)
 
-    def forward(self, idx, targets=None, start_pos=0):
-        if self.config.momentum == 'gd' and not self.config.table_skip:
-            return super().forward(idx, targets, start_pos)
-        x = self.embed(idx, start_pos)
+    def layers(self, x, idx, pos, kv_cache):
+        """GPT.forward's layers: X with the velocity beside it (discarded at the end), or the
+        control's tables added into every layer."""
         if self.config.table_skip:  # the control: each layer reads the tables, nothing else is carried
-            e = self.tables(idx, start_pos)
+            e = self.tables(idx, pos)
             for block, gain in zip(self.transformer.h, self.transformer.skip_gain):
-                x = block(x + gain * e)
-            return self.head(x, targets)
-        v = self.initial_velocity(idx, start_pos)
+                x = block(x + gain * e, kv_cache)
+            return x
+        if self.config.momentum == 'gd':
+            return super().layers(x, idx, pos, kv_cache)
+        v = self.initial_velocity(idx, pos)
         for block in self.transformer.h:
-            x, v = block(x, v)
-        return self.head(x, targets)  # the velocity is discarded
+            x, v = block(x, v, kv_cache)
+        return x
 
     @torch.no_grad()
     def diagnostics(self, idx):
@@ -232,14 +291,6 @@ def columns(rows):
 
 # model_type (a train.py config value) -> (config class, model class)
 MODEL_TYPES = dict(gpt=(GPTConfig, GPT), nesterov=(NesterovConfig, NesterovGPT))
-# the named arms of a comparison (compare.py, bench.py): config values on top of train.py's defaults
-ARMS = dict(baseline=dict(model_type='gpt'))
-for _m in CHOICES['momentum']:
-    ARMS[_m] = dict(model_type='nesterov', momentum=_m, splitting='lie_trotter')
-    ARMS[f'{_m}_euler'] = dict(model_type='nesterov', momentum=_m, splitting='euler')
-# the 2x2 of tables x dynamics: baseline (neither), tables (the control), nesterov_tied, nesterov (both)
-ARMS['tables'] = dict(model_type='nesterov', momentum='gd', splitting='lie_trotter', table_skip=True)
-ARMS['nesterov_tied'] = dict(model_type='nesterov', momentum='nesterov', splitting='lie_trotter', velocity_init='tied')
 
 
 def model_config(model_type, model_args):
@@ -262,42 +313,3 @@ def build_model(model_type, model_args):
 def model_arg_names(model_type):
     return list(MODEL_TYPES[model_type][0].__dataclass_fields__)
 
-
-def format_diagnostics(diag):
-    """diagnostics() as a table: one row per layer, one column per quantity."""
-    names = list(diag)
-    lines = ['layer ' + ' '.join(f'{n:>12}' for n in names)]
-    for i in range(len(diag[names[0]])):
-        lines.append(f'{i:>5} ' + ' '.join(f'{diag[n][i]:12.4f}' for n in names))
-    return '\n'.join(lines)
-
-
-if __name__ == '__main__':
-    import sys
-
-    import loader
-    from checkpoint import load_checkpoint
-    from configurator import exit_on_user_error
-    sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
-    parser = argparse.ArgumentParser(description="print a checkpoint's learned step sizes and per-layer diagnostics "
-                                                 "(on a batch of its validation data, or of random tokens without it)")
-    parser.add_argument('ckpt', help='a checkpoint saved by train.py, e.g. out/ckpt.pt')
-    parser.add_argument('--data_root', help="where the checkpoint's dataset lives (default: the run's data_root)")
-    args = parser.parse_args()
-    ckpt = load_checkpoint(args.ckpt)
-    model = build_model(ckpt['model_type'], ckpt['model_args'])
-    model.load_state_dict(ckpt['model'])
-    cfg, model_args = ckpt['config'], ckpt['model_args']
-    data_dir = os.path.join(args.data_root or cfg['data_root'], cfg['dataset'])
-    n, t = min(cfg['batch_size'], 8), model_args['block_size']
-    if os.path.exists(os.path.join(data_dir, 'val.bin')):
-        val = loader.open_split(data_dir, 'val', t, model_args['vocab_size'])
-        idx, _ = loader.get_batch(val, loader.eval_offsets(len(val), t, n), t, 'cpu')
-        source = f'{n} x {t} tokens of {data_dir}/val.bin'
-    else:
-        idx = torch.randint(model_args['vocab_size'], (n, t), generator=torch.Generator().manual_seed(0))
-        source = f'{n} x {t} random tokens ({data_dir} not found)'
-    print(f"{args.ckpt}: {ckpt['model_type']}, " + ', '.join(f'{k}={model_args[k]}' for k in CHOICES
-                                                                  if k in model_args) + f", iter {ckpt['iter_num']}")
-    print(f"diagnostics on {source}:")
-    print(format_diagnostics(model.eval().diagnostics(idx)))

@@ -5,10 +5,9 @@ the blocks' matrices with it (model.GPT.configure_optimizers).
 
 It computes what torch.optim.Muon computes (tests/test_muon.py checks equality, step for step),
 with one change: the Newton-Schulz iteration runs in a dtype the caller chooses. torch's runs in
-bfloat16, fast on GPUs but emulated by CPUs without native bf16 support: on this workplace's AMD
-EPYC (AVX2) it cost 0.86 s a step at the 4L/128 model, against 0.055 s in float32 (and 0.11 s for
-the rest of the step). train.py runs it in the run's own matmul dtype: bfloat16 where autocast
-does, float32 elsewhere.
+bfloat16, fast on GPUs but emulated by CPUs without native bf16 support, where it costs many times
+the rest of the step (measured in docs/comparison.md, Notes). train.py runs it in the run's own
+matmul dtype: bfloat16 where autocast does, float32 elsewhere.
 """
 import math
 

@@ -4,9 +4,9 @@ Sample from a trained model (baseline or accelerated: the checkpoint says which)
 $ python sample.py --out_dir=out --start="Once upon a time" --num_samples=3 --max_new_tokens=200
 $ python sample.py --start=FILE:prompt.txt --temperature=0     # greedy, deterministic
 
-The tokenizer comes from the checkpoint's metadata, so no data directory is needed. Each layer
-keeps the keys and values of the tokens it has seen (kv_cache), so a new token costs a forward
-pass over itself alone; the output is the same token for token.
+The tokenizer comes from the checkpoint's metadata, so no data directory is needed. With
+use_cache, a KV cache keeps each layer's keys and values of the tokens seen so far, so a new
+token costs a forward pass over itself alone; the output is the same token for token.
 """
 import os
 import sys
@@ -29,7 +29,7 @@ num_samples = 3  # number of samples to draw
 max_new_tokens = 300  # number of tokens generated in each sample
 temperature = 0.8  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = greedy (argmax)
 top_k = None  # keep only the top_k most likely tokens, None for all (nanoGPT uses 200)
-kv_cache = True  # cache each layer's keys and values (the same tokens, faster)
+use_cache = True  # keep each layer's keys and values in a KV cache (the same tokens, faster)
 seed = 1337
 device = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # as in train.py
@@ -72,6 +72,6 @@ x = torch.tensor(start_ids, dtype=torch.long, device=rt.device)[None, ...]
 
 with torch.no_grad(), rt.autocast():
     for k in range(num_samples):
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, kv_cache=kv_cache)
+        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, use_cache=use_cache)
         print(tok.decode(y[0].tolist()))
         print('---------------')

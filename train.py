@@ -35,7 +35,8 @@ import loader
 import runtime
 from checkpoint import link_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from configurator import EXIT_DIVERGED, UserError, configure_globals, exit_on_user_error
-from model_nesterov import MODEL_TYPES, build_model, format_diagnostics, model_arg_names
+from diagnostics import format_diagnostics
+from model_nesterov import MODEL_TYPES, build_model, model_arg_names
 
 sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
 
@@ -72,7 +73,7 @@ splitting = 'lie_trotter'  # 'lie_trotter' (attention step, then MLP step) or 'e
 mu_init = 0.5  # initial look-ahead mu = sigmoid(raw)
 beta_init = 0.5  # initial momentum beta = sigmoid(raw)
 gamma_init = math.log(2)  # initial step gamma = softplus(raw); softplus(0) = ln 2
-velocity_norm = 'shared'  # LayerNorm on the velocity: 'shared' per block, 'per_substep', or 'none'
+velocity_norm = 'per_substep'  # LayerNorm on the velocity: 'per_substep' (as the paper configs), 'shared' per block, 'none'
 velocity_init = 'embedding'  # initial velocity: 'embedding' (own learned tables, the paper), 'zero', 'tied'
 table_skip = False  # with momentum='gd': the control arm, the velocity tables added into every layer, no dynamics
 # optimizer

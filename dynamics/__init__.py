@@ -1,5 +1,5 @@
 """
-Tokens as interacting particles (shared/spec/particles.md): clustering on the sphere
+Tokens as interacting particles (equations: docs/papers.md, part 2): clustering on the sphere
 (dynamics/sphere.py) and accelerated attention as inertial dynamics (dynamics/inertial.py).
 Each experiment is a command that writes a PNG and a JSON of its numbers:
 $ python -m dynamics.exp_sphere --experiment all

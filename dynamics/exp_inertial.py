@@ -1,7 +1,7 @@
 """
 Experiments on accelerated attention as inertial dynamics (dynamics/inertial.py). Each writes a
 PNG and a JSON of its numbers into --out_dir.
-$ python -m dynamics.exp_inertial --experiment all        # all three, ~3.5 min on one thread
+$ python -m dynamics.exp_inertial --experiment all        # all three (run times: dynamics/README.md)
 $ python -m dynamics.exp_inertial --experiment energy --N 512 --d 6 --target 1e-2
 Experiments: energy (energy against oracle calls), moments (matrix ODE against particles),
 drift (energy drift against step size at alpha = 0).

@@ -1,7 +1,7 @@
 """
 Experiments on the clustering of tokens on the sphere (dynamics/sphere.py). Each writes a PNG
 and a JSON of its numbers into --out_dir.
-$ python -m dynamics.exp_sphere --experiment all          # all five, ~9 min on one thread (phase: 7.5)
+$ python -m dynamics.exp_sphere --experiment all          # all five (run times: dynamics/README.md)
 $ python -m dynamics.exp_sphere --experiment staircase --n 32 --n_starts 64
 Experiments: trajectories, staircase, orthogonal, phase, histograms.
 """

@@ -1,6 +1,6 @@
 """
 Accelerated attention as inertial particle dynamics (SympFormer, Stein, Li, Steidl,
-arXiv 2603.16535; equations as in shared/spec/particles.md, part 2, and the authors' code,
+arXiv 2603.16535; equations as in docs/papers.md, part 2, and the authors' code,
 github.com/ViktorAJStein/SympFormer, model.py).
 
 Tokens carry a position x_i and a momentum y_i, (B, N, d) each for B initial conditions.

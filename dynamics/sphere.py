@@ -2,7 +2,7 @@
 Tokens as particles on the sphere: the self-attention dynamics (SA) and its unnormalized
 variant (USA) of Geshkovski, Letrouit, Polyanskiy, Rigollet (arXiv 2312.10794), with the
 authors' projected Euler step, RK4 on the sphere, the d = 2 angle form, cluster counting
-and the scalar ODE of the orthogonal start. Equations: shared/spec/particles.md, part 1.
+and the scalar ODE of the orthogonal start. Equations: docs/papers.md, part 2.
 
 Everything is batched: x is (B, n, d), B initial conditions of n tokens in R^d, and beta may
 be a float or a (B,) tensor so that one call sweeps several inverse temperatures.

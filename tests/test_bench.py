@@ -25,7 +25,7 @@ def test_bench_writes_every_field_and_times_the_arms_in_turns(tmp_path, data_roo
             assert row[field] is not None and row[field] > 0, (row['arm'], field, row[field])
         assert row['tokens_per_s'] == 4 * 32 / row['ms_per_iter'] * 1000
     # the velocity tables (vte, vpe) are embeddings: extra total parameters, few extra non-embedding ones
-    assert rows['nesterov']['params_total'] - rows['baseline']['params_total'] == (256 + 32) * 32 + 2 * 6 + 2 * 32
+    assert rows['nesterov']['params_total'] - rows['baseline']['params_total'] == (256 + 32) * 32 + 2 * 6 + 2 * 2 * 32
     assert set(report['ratios']) == {'polyak/baseline eager', 'nesterov/baseline eager'}
     ratio = report['ratios']['nesterov/baseline eager']
     assert ratio['tokens_per_s'] == rows['nesterov']['tokens_per_s'] / rows['baseline']['tokens_per_s']
@@ -105,4 +105,4 @@ def test_bench_takes_the_vocab_of_a_bpe_dataset(tmp_path):
     report = json.loads(out.read_text())
     assert report['shape']['vocab_size'] == 50304
     params = {r['arm']: r['params_total'] for r in report['results']}
-    assert params['nesterov'] - params['baseline'] == (50304 + 32) * 32 + 2 * 6 + 2 * 32  # vte, vpe, scalars, LN_v
+    assert params['nesterov'] - params['baseline'] == (50304 + 32) * 32 + 2 * 6 + 2 * 2 * 32  # vte, vpe, scalars, 2 LN_v

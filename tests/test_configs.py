@@ -45,6 +45,14 @@ def test_train_py_nesterov_defaults_match_the_model():
         assert defaults[f.name] == f.default, f.name
 
 
+def test_model_type_nesterov_is_the_papers_model():
+    """`--model_type=nesterov` alone builds what config/nesterov.py (the paper's block) describes."""
+    defaults = train_defaults()
+    plain = dict(defaults, **configure(defaults, ['--model_type=nesterov']))
+    paper = dict(defaults, **load('nesterov.py'))
+    assert plain == paper
+
+
 @pytest.mark.parametrize('family', ['train_tinystories', 'train_owt', 'train_owt24', 'cpu'])
 def test_arms_differ_only_in_the_model(family):
     files = [os.path.basename(f) for f in glob.glob(os.path.join(ROOT, 'config', f'{family}_*.py'))

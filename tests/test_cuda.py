@@ -70,8 +70,8 @@ def test_compiled_matches_eager(model_type):
 def test_kv_cache_generation_equals_uncached(model_type, extra):
     model = build(model_type, **extra).eval()
     prompt = torch.randint(0, 512, (2, 8), device='cuda')
-    cached = model.generate(prompt, 64, temperature=0, kv_cache=True)
-    assert torch.equal(cached, model.generate(prompt, 64, temperature=0, kv_cache=False))
+    cached = model.generate(prompt, 64, temperature=0, use_cache=True)
+    assert torch.equal(cached, model.generate(prompt, 64, temperature=0, use_cache=False))
 
 
 def test_float16_with_grad_scaler_trains():

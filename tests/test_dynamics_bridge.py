@@ -22,7 +22,7 @@ VARIANTS = {  # name: (model_type, extra model_args)
     'gpt': ('gpt', {}),
     'nesterov': ('nesterov', {}),
     'nesterov_euler': ('nesterov', dict(splitting='euler')),
-    'nesterov_per_substep': ('nesterov', dict(velocity_norm='per_substep')),
+    'nesterov_shared': ('nesterov', dict(velocity_norm='shared')),
     'nesterov_no_vnorm': ('nesterov', dict(velocity_norm='none', velocity_init='zero')),
 }
 TEXT = "Every object has an identity, a type and a value. An object's identity never changes."
@@ -71,7 +71,7 @@ def test_captures_equal_manual_forward(ckpts, name):
         x = model.embed(idx)
         v = model.initial_velocity(idx) if name != 'gpt' else None
         for k, block in enumerate(model.transformer.h):
-            mu = block.scalars()[0] if v is not None else 0.0  # mu_a under lie_trotter, mu under euler
+            mu = 0.0 if v is None else (block.mu_a if model.config.splitting == 'lie_trotter' else block.mu)()
             seen_point = x + mu * v if v is not None else x  # where the attention oracle looks
             torch.testing.assert_close(seen['ln'][k], block.ln_1(seen_point), rtol=0, atol=1e-6)
             torch.testing.assert_close(seen['x'][k], x, rtol=0, atol=0)

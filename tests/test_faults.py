@@ -142,7 +142,7 @@ CASES = [
     ('compare.py', ['--summarize', '{tmp}/empty'], 1, 'no log.jsonl under'),
     ('compare.py', ['--arms', 'baseline', 'bogus', '--seeds', '1'], 2, "'bogus' is not a named arm"),
     ('compare.py', ['--arms', 'matched', 'nesterov', '--seeds', '1', '--max_iters=1'], 2, 'list it after the arm it matches'),
-    ('model_nesterov.py', ['{tmp}/corrupt/ckpt.pt'], 1, 'is not a readable checkpoint'),
+    ('diagnostics.py', ['{tmp}/corrupt/ckpt.pt'], 1, 'is not a readable checkpoint'),
 ]
 
 

@@ -3,7 +3,7 @@ generation with and without the KV cache, diagnostics."""
 import pytest
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, KVCache
 from muon import Muon
 
 CFG = dict(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32, bias=False)
@@ -106,16 +106,72 @@ def test_muon_training_step_lowers_loss():
     assert losses[-1] < losses[0] - 0.5
 
 
-def test_kv_cache_generation_equals_recomputing_the_context():
-    """Greedy tokens are the same with the cache, within block_size and after the window slides."""
+def perturbed():
     model = tiny()
     with torch.no_grad():
         for p in model.parameters():  # away from init, so that the logits are far from ties
             p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_kv_cache_generation_equals_recomputing_the_context():
+    """Greedy tokens are the same with the cache, within block_size and after the window slides."""
+    model = perturbed()
     idx = torch.randint(0, 64, (2, 5))
-    cached = model.generate(idx, 30, temperature=0, kv_cache=True)  # 35 tokens > block_size 16
-    assert torch.equal(cached, model.generate(idx, 30, temperature=0, kv_cache=False))
-    assert all(m.kv_cache is None for m in model.modules() if hasattr(m, 'kv_cache'))  # nothing left behind
+    cached = model.generate(idx, 30, temperature=0, use_cache=True)  # 35 tokens > block_size 16
+    assert torch.equal(cached, model.generate(idx, 30, temperature=0, use_cache=False))
+    long_prompt = torch.randint(0, 64, (2, 20))  # longer than the window from the start
+    assert torch.equal(model.generate(long_prompt, 5, temperature=0, use_cache=True),
+                       model.generate(long_prompt, 5, temperature=0, use_cache=False))
+
+
+def test_kv_cache_holds_every_layers_keys_and_values_at_their_positions():
+    """A prompt, then one token at a time: the logits are the full forward's at each position,
+    pos counts the tokens, the buffers (allocated once) hold each layer's keys and values as the
+    full forward computes them, and a second chunk of several tokens is refused."""
+    model = perturbed()
+    idx = torch.randint(0, 64, (2, 16))
+    keys = []
+    for block in model.transformer.h:  # the keys each layer computes in the full forward
+        block.attn.c_attn.register_forward_hook(lambda m, i, o: keys.append(o.split(32, dim=2)[1]))
+    with torch.no_grad():
+        full, _ = model(idx, idx)
+        cache = KVCache(model.config, 2, 16, 'cpu', torch.float32)
+        buffer = cache.k.data_ptr()
+        steps = [model(idx[:, :5], kv_cache=cache)[0]]
+        assert cache.pos == 5
+        for t in range(5, 16):
+            steps.append(model(idx[:, t:t + 1], kv_cache=cache)[0])
+    assert cache.pos == 16 and cache.k.data_ptr() == buffer and cache.k.shape == (2, 2, 2, 16, 16)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 4:], rtol=0, atol=1e-5)
+    for layer in range(2):  # (B, T, C) -> (B, nh, T, hs)
+        want = keys[layer].view(2, 16, 2, 16).transpose(1, 2)
+        torch.testing.assert_close(cache.k[layer], want, rtol=0, atol=1e-5)
+    chunked = KVCache(model.config, 2, 16, 'cpu', torch.float32)
+    model(idx[:, :3], kv_cache=chunked)
+    with pytest.raises(AssertionError, match='one token at a time'):  # is_causal would misalign the mask
+        model(idx[:, 3:5], kv_cache=chunked)
+
+
+def test_kv_cache_under_bf16_autocast_takes_autocasts_dtype(monkeypatch):
+    """Under autocast the keys come out of c_attn in bf16: the cache is allocated in bf16 (half the
+    memory, no cast per token), in float32 without autocast; the tokens are the uncached ones."""
+    import model as model_module
+    made = []
+
+    class Recorded(KVCache):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+    monkeypatch.setattr(model_module, 'KVCache', Recorded)
+    model = perturbed()
+    idx = torch.randint(0, 64, (2, 5))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        cached = model.generate(idx, 8, temperature=0, use_cache=True)
+        uncached = model.generate(idx, 8, temperature=0, use_cache=False)
+    assert torch.equal(cached, uncached)
+    model.generate(idx, 2, temperature=0)
+    assert [c.k.dtype for c in made] == [torch.bfloat16, torch.float32]
 
 
 def test_diagnostics_are_the_rms_of_the_residual_stream():

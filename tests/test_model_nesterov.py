@@ -1,26 +1,26 @@
 """
 Tests for model_nesterov.py: the blocks against hand-computed updates, the oracle count, the
 equivalences that tie the suite to the baseline (gd == GPT, polyak == nesterov at mu = 0),
-causality, gradients, the KV cache, checkpoints, the optimizer groups, the diagnostics and the
-checkpoint command. CPU, tiny shapes: python -m pytest tests/test_model_nesterov.py
+causality, gradients, the KV cache, checkpoints (the old step-size names included), the optimizer
+groups and the diagnostics. CPU, tiny shapes: python -m pytest tests/test_model_nesterov.py
 """
 import math
-import subprocess
-import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
 
 import model
-import model_nesterov
+from model import KVCache
 from model_nesterov import NesterovConfig, NesterovGPT
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(n_layer=3, n_head=2, n_embd=32, vocab_size=64, block_size=16, bias=True, dropout=0.0)
 VARIANTS = [(m, s) for m in ('gd', 'polyak', 'nesterov') for s in ('lie_trotter', 'euler')]
 MOMENTUM_VARIANTS = [v for v in VARIANTS if v[0] != 'gd']
+# every model the cache must serve: the six variants, the control arm and the dynamics without tables
+CACHE_ARMS = [dict(momentum=m, splitting=s) for m, s in VARIANTS] + [
+    dict(momentum='gd', table_skip=True), dict(momentum='gd', splitting='euler', table_skip=True),
+    dict(velocity_init='tied'), dict(splitting='euler', velocity_init='zero')]
 
 
 def make(seed=0, **kw):
@@ -189,7 +189,7 @@ def test_tables_arm_by_hand():
 def test_polyak_equals_nesterov_with_mu_zero(splitting, velocity_init):
     nest = make(momentum='nesterov', splitting=splitting, velocity_init=velocity_init)
     polyak = make(seed=5, momentum='polyak', splitting=splitting, velocity_init=velocity_init)
-    mu_names = [n for n, p in nest.named_parameters() if n.split('.')[-1].startswith('mu')]
+    mu_names = [n for n, p in nest.named_parameters() if n.split('.')[-2] in ('mu_a', 'mu_m', 'mu')]
     assert len(mu_names) == TINY['n_layer'] * (2 if splitting == 'lie_trotter' else 1)
     perturb(nest)
     idx = batch()
@@ -205,12 +205,12 @@ def test_polyak_equals_nesterov_with_mu_zero(splitting, velocity_init):
 
 
 class Oracle(torch.nn.Module):
-    """A stand-in oracle: any function of its input."""
+    """A stand-in oracle: any function of its input (the attention's cache argument unused)."""
     def __init__(self, fn):
         super().__init__()
         self.fn = fn
 
-    def forward(self, z):
+    def forward(self, z, kv_cache=None):
         return self.fn(z)
 
 
@@ -222,8 +222,8 @@ def hand_block(momentum, splitting, velocity_norm, gamma_a=1.0, gamma_m=2.0):
     block.ln_1 = block.ln_2 = torch.nn.Identity()
     block.attn, block.mlp = Oracle(lambda z: 2 * z), Oracle(lambda z: z * z)
     with torch.no_grad():
-        block.gamma_a.fill_(math.log(math.expm1(gamma_a)))  # softplus^-1
-        block.gamma_m.fill_(math.log(math.expm1(gamma_m)))
+        block.gamma_a.softplus_inv.fill_(math.log(math.expm1(gamma_a)))
+        block.gamma_m.softplus_inv.fill_(math.log(math.expm1(gamma_m)))
     return block
 
 
@@ -377,20 +377,38 @@ def test_gpt2_small_parameter_count(velocity_init, extra_embedding):
     with torch.device('meta'):  # shapes only: no memory, no init time
         base = model.GPT(model.GPTConfig(**shape))
         nest = NesterovGPT(NesterovConfig(**shape, velocity_init=velocity_init))
-    per_layer = 6 + 2 * 768  # mu, beta, gamma per substep; one shared LN_v (weight and bias)
+    per_layer = 6 + 2 * 2 * 768  # mu, beta, gamma per substep; one LN_v per substep (weight and bias)
     assert nest.get_num_params(False) - base.get_num_params(False) == extra_embedding + 12 * per_layer
     assert nest.get_num_params(True) - base.get_num_params(True) == 12 * per_layer
 
 
-@pytest.mark.parametrize('momentum,splitting', VARIANTS)
-def test_kv_cache_greedy_output_equals_uncached(momentum, splitting):
+@pytest.mark.parametrize('arm', CACHE_ARMS, ids=lambda kw: '-'.join(map(str, kw.values())))
+def test_kv_cache_greedy_output_equals_uncached(arm):
     """The velocity is per token and causal, so each layer's keys and values at their look-ahead
     points can be cached: greedy tokens are the same, past block_size (the sliding window) too."""
-    net = perturb(make(momentum=momentum, splitting=splitting))
+    net = perturb(make(**arm))
     prompt = batch(t=4)
-    cached = net.generate(prompt, max_new_tokens=20, temperature=0, kv_cache=True)  # 24 > block_size 16
+    cached = net.generate(prompt, max_new_tokens=20, temperature=0, use_cache=True)  # 24 > block_size 16
     assert cached.shape == (2, 24)
-    assert torch.equal(cached, net.generate(prompt, max_new_tokens=20, temperature=0, kv_cache=False))
+    assert torch.equal(cached, net.generate(prompt, max_new_tokens=20, temperature=0, use_cache=False))
+
+
+@pytest.mark.parametrize('arm', CACHE_ARMS, ids=lambda kw: '-'.join(map(str, kw.values())))
+def test_kv_cache_forward_token_by_token_equals_the_full_forward(arm):
+    """A prompt, then one token at a time through one KVCache: the logits at every position are
+    the full forward's, the cache's position follows, and its buffers stay where they were."""
+    net = perturb(make(**arm))
+    idx = batch()
+    full = all_logits(net, idx)  # (2, 16, vocab)
+    cache = KVCache(net.config, 2, TINY['block_size'], 'cpu', torch.float32)
+    buffers = cache.k.data_ptr(), cache.v.data_ptr()
+    with torch.no_grad():
+        steps = [net(idx[:, :5], kv_cache=cache)[0]]
+        assert cache.pos == 5
+        for t in range(5, 16):
+            steps.append(net(idx[:, t:t + 1], kv_cache=cache)[0])
+    assert cache.pos == 16 and (cache.k.data_ptr(), cache.v.data_ptr()) == buffers
+    torch.testing.assert_close(torch.cat(steps, dim=1), full[:, 4:], rtol=0, atol=1e-5)
 
 
 def test_activations_finite_in_bf16_at_12_layers():
@@ -406,43 +424,6 @@ def test_activations_finite_in_bf16_at_12_layers():
     assert all(math.isfinite(n) for n in norms) and norms[-1] <= 2 * 12 + 1
 
 
-def run_command(*args):
-    return subprocess.run([sys.executable, str(ROOT / 'model_nesterov.py'), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
-
-
-def write_ckpt(path, net, model_type='nesterov'):
-    torch.save(dict(model=net.state_dict(), model_args=asdict(net.config), model_type=model_type, iter_num=7,
-                    config=dict(data_root=str(path.parent), dataset='none', batch_size=2)), path)
-
-
-def test_command_prints_a_checkpoints_diagnostics(tmp_path):
-    net = make(mu_init=0.9, beta_init=0.9, gamma_init=1.0)
-    with torch.no_grad():
-        net.transformer.h[2].gamma_m.fill_(math.log(math.expm1(2.7)))  # softplus^-1(2.7): gamma/beta = 3
-    write_ckpt(tmp_path / 'ckpt.pt', net)
-    r = run_command(tmp_path / 'ckpt.pt')
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert 'random tokens' in lines[1]  # no dataset beside this checkpoint
-    header = lines[-4].split()
-    assert header == ['layer', 'rms_x', 'rms_v', 'mu_a', 'beta_a', 'gamma/beta_a', 'mu_m', 'beta_m', 'gamma/beta_m',
-                      'gain_a', 'gain_m']
-    row = dict(zip(header, lines[-1].split()))
-    assert (row['layer'], row['mu_m'], row['beta_m'], row['gamma/beta_m']) == ('2', '0.9000', '0.9000', '3.0000')
-
-
-def test_command_on_baseline_and_bad_files(tmp_path):
-    torch.manual_seed(0)
-    write_ckpt(tmp_path / 'gpt.pt', model.GPT(model.GPTConfig(**TINY)), model_type='gpt')
-    r = run_command(tmp_path / 'gpt.pt')
-    assert r.returncode == 0 and r.stdout.strip().splitlines()[-4].split() == ['layer', 'rms_x']
-    (tmp_path / 'corrupt.pt').write_bytes(b'not a checkpoint')
-    for bad in (tmp_path / 'missing.pt', tmp_path / 'corrupt.pt'):
-        r = run_command(bad)
-        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith('error: ')
-
-
 @pytest.mark.parametrize('splitting', ['lie_trotter', 'euler'])
 def test_tables_arm_is_causal_cached_and_trainable(tmp_path, splitting):
     """The control arm as a model of the suite: causal, greedy cached == uncached past block_size,
@@ -456,8 +437,8 @@ def test_tables_arm_is_causal_cached_and_trainable(tmp_path, splitting):
         a, b = all_logits(net, idx), all_logits(net, changed)
     assert torch.equal(a[:, :10], b[:, :10]) and not torch.allclose(a[:, 10:], b[:, 10:])
     prompt = batch(t=4)
-    assert torch.equal(net.generate(prompt, 20, temperature=0, kv_cache=True),
-                       net.generate(prompt, 20, temperature=0, kv_cache=False))
+    assert torch.equal(net.generate(prompt, 20, temperature=0, use_cache=True),
+                       net.generate(prompt, 20, temperature=0, use_cache=False))
     net.train()(idx, idx)[1].backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -482,3 +463,50 @@ def test_tables_arm_is_causal_cached_and_trainable(tmp_path, splitting):
 def test_tables_arm_is_a_gd_arm(momentum):
     with pytest.raises(ValueError, match='table_skip'):
         NesterovConfig(momentum=momentum, table_skip=True)
+
+
+# each block's step sizes as checkpoints saved before the rename named them (mu_a held mu_a's logit)
+OLD_STEP_SIZE_NAMES = dict(lie_trotter=['mu_a', 'beta_a', 'gamma_a', 'mu_m', 'beta_m', 'gamma_m'],
+                           euler=['mu', 'beta', 'gamma_a', 'gamma_m'])
+
+
+@pytest.mark.parametrize('momentum,splitting', MOMENTUM_VARIANTS)
+def test_a_checkpoint_with_the_old_step_size_names_loads(tmp_path, momentum, splitting):
+    """A state_dict in the names saved before the step sizes said what they hold (`mu_a` for
+    mu_a.logit, `gamma_a` for gamma_a.softplus_inv) loads strictly, through a saved file, into
+    the same model: the same logits and diagnostics."""
+    net = perturb(make(momentum=momentum, splitting=splitting))
+    old = {k.removesuffix('.logit').removesuffix('.softplus_inv'): v for k, v in net.state_dict().items()}
+    want = [n for n in OLD_STEP_SIZE_NAMES[splitting] if momentum == 'nesterov' or not n.startswith('mu')]
+    layer0 = 'transformer.h.0.'
+    assert [k[len(layer0):] for k, v in old.items() if k.startswith(layer0) and v.dim() == 0] == want
+    torch.save(dict(model=old), tmp_path / 'old.pt')
+    loaded = make(seed=5, momentum=momentum, splitting=splitting)
+    loaded.load_state_dict(torch.load(tmp_path / 'old.pt', weights_only=True)['model'], strict=True)
+    idx = batch()
+    assert torch.equal(all_logits(loaded, idx), all_logits(net, idx))
+    assert loaded.diagnostics(idx) == net.diagnostics(idx)
+    assert set(loaded.state_dict()) == set(net.state_dict())  # it saves in the new names
+
+
+def test_the_step_sizes_are_stored_under_what_they_hold():
+    """mu and beta as logits, gamma as its inverse softplus: the stored numbers at init are the
+    transforms' inverses of the configured initial values; polyak stores no mu."""
+    net = make(mu_init=0.9, beta_init=0.2, gamma_init=1.5, splitting='euler')
+    stored = {k.split('.', 3)[-1]: v.item() for k, v in net.state_dict().items() if k.startswith('transformer.h.0.')
+              and v.dim() == 0}
+    assert stored == pytest.approx({'mu.logit': math.log(9), 'beta.logit': math.log(0.25),
+                                    'gamma_a.softplus_inv': math.log(math.expm1(1.5)),
+                                    'gamma_m.softplus_inv': math.log(math.expm1(1.5))})
+    polyak = make(momentum='polyak').transformer.h[0]
+    assert polyak.mu_a is None and polyak.mu_m is None and polyak.diagnostics()['mu_a'] == 0.0
+
+
+def test_the_default_is_the_papers_model():
+    """NesterovConfig() is the paper's model: nesterov, lie_trotter, its own velocity tables and
+    one LN_v per substep."""
+    c = NesterovConfig()
+    assert (c.momentum, c.splitting, c.velocity_init, c.velocity_norm) == ('nesterov', 'lie_trotter', 'embedding',
+                                                                           'per_substep')
+    block = make().transformer.h[0]
+    assert isinstance(block.ln_v_m, model.LayerNorm) and block.ln_v_m is not block.ln_v_a

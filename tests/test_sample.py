@@ -36,7 +36,7 @@ def test_sample_generates_text(trained):
 
 def test_greedy_sampling_is_deterministic_seed_independent_and_the_same_without_the_cache(trained):
     a = sample(trained, '--temperature=0', '--seed=1', '--num_samples=1', '--max_new_tokens=50')
-    b = sample(trained, '--temperature=0', '--seed=2', '--num_samples=1', '--max_new_tokens=50', '--kv_cache=False')
+    b = sample(trained, '--temperature=0', '--seed=2', '--num_samples=1', '--max_new_tokens=50', '--use_cache=False')
     assert text(a) == text(b) and len(text(a)) >= 50
 
 

@@ -242,17 +242,18 @@ saved_iter = resumed_at  # the iteration last_good holds
 lock = None  # out_dir/run.lock, held by rank 0 while this run lives
 if rt.master_process and not eval_only:
     require(not os.path.exists(out_dir) or os.path.isdir(out_dir), f"out_dir={out_dir!r} is a file, not a directory")
+    # a resumed run drops what came after its checkpoint (a killed run may have logged past it), so
+    # iterations in the log stay monotone; read first, so that a damaged log leaves out_dir as it was
+    kept = []
+    if resumed_at is not None and os.path.exists(log_path):
+        kept = [json.dumps(r) + '\n' for r in read_log(log_path) if r['iter'] <= resumed_at]
     try:
         os.makedirs(out_dir, exist_ok=True)
-        lock = lock_out_dir(out_dir)  # before anything else changes: another live run may own out_dir
+        lock = lock_out_dir(out_dir)  # before anything changes: another live run may own out_dir
         remove_stale_temporaries(out_dir)
-        # a resumed run drops what came after its checkpoint (a killed run may have logged past it), so
-        # iterations in the log stay monotone; a fresh run starts a fresh log, and the checkpoints of
-        # the run it replaces go first, so that no log ever sits beside checkpoints of another run
-        kept = []
-        if resumed_at is not None and os.path.exists(log_path):
-            kept = [json.dumps(r) + '\n' for r in read_log(log_path) if r['iter'] <= resumed_at]
-        else:
+        # a fresh run starts a fresh log, and the checkpoints of the run it replaces go first, so
+        # that no log ever sits beside the checkpoints of another run
+        if resumed_at is None:
             for name in ('ckpt_best.pt', 'ckpt.pt'):
                 if os.path.lexists(os.path.join(out_dir, name)):
                     os.remove(os.path.join(out_dir, name))

@@ -162,3 +162,19 @@ def test_reuse_resumes_a_run_stopped_midway(tmp_path, data_root):
     resumed = [float(r['val_loss']) for r in read_csv(out / 'curves.csv') if r['arm'] == 'tables']
     assert resumed == tables
     assert compare.json.loads((run_dir / 'compare.json').read_text())['finished'] is True
+
+
+def test_per_seed_calls_share_an_out_dir_and_a_different_comparison_is_refused(tmp_path, data_root):
+    """The study's pattern, one call per seed into one out_dir, keeps working; a call whose arm
+    would mean other train.py arguments there is refused in one line and changes no run."""
+    common = [f'--out_dir={tmp_path}', f'--data_root={data_root}', *TINY, '--max_iters=2', '--eval_interval=2']
+    for seed in SEEDS:
+        run_script('compare.py', '--arms', 'baseline', '--seeds', seed, *common)
+    record = compare.json.loads((tmp_path / 'comparison.json').read_text())
+    assert list(record['arms']) == ['baseline'] and all((tmp_path / 'baseline' / f'seed{s}' / 'log.jsonl').exists()
+                                                        for s in SEEDS)
+    log = (tmp_path / 'baseline' / 'seed1' / 'log.jsonl').read_bytes()
+    proc = run_script('compare.py', '--arms', 'baseline', '--seeds', '1', *common, '--learning_rate=1e-2', check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith('error: ') and len(proc.stderr.strip().splitlines()) == 1
+    assert 'holds a comparison run with the flags' in proc.stderr
+    assert (tmp_path / 'baseline' / 'seed1' / 'log.jsonl').read_bytes() == log

@@ -396,6 +396,10 @@ def main():
             raise UserError("two arms share a name: name them, e.g. --arms baseline copy=baseline", exit_code=2)
         if len(set(args.seeds)) != len(args.seeds):  # the same run twice is not two samples
             raise UserError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each once", exit_code=2)
+        for i, (name, _, target) in enumerate(arms):  # before anything runs or is written
+            earlier = [a[0] for a in arms[:i] if a[2] is None]
+            if target is not None and (not earlier or (target and target not in earlier)):
+                raise UserError(f"arm {name}: list it after the arm it matches (matched:ARM names one)", 2)
         record_comparison(args.out_dir, arms, common)
         runs = []
         for seed in args.seeds:  # all arms of one seed, then the next: load drift hits every arm alike

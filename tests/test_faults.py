@@ -146,19 +146,15 @@ CASES = [
     ('model_nesterov.py', ['{tmp}/corrupt/ckpt.pt'], 1, 'is not a readable checkpoint'),
     # sizes that cannot fit: refused before anything is allocated (else minutes, then MemoryError)
     (TRAIN, ['--n_layer=1000000'], 2, 'this run needs at least'),
-    (TRAIN, ['--n_embd=1000000'], 2, 'this run needs at least'),
     (TRAIN, ['--batch_size=100000000'], 2, 'this run needs at least'),
-    (TRAIN, ['--block_size=10000000'], 2, 'this run needs at least'),
     (TRAIN, ['--eval_iters=1000000000000'], 2, 'this run needs at least'),
     (TRAIN, ['--vocab_size=10000000000'], 2, 'this run needs at least'),
     (TRAIN, ['--seed=-1'], 2, 'seed=-1: must be in [0, 2**64)'),
-    (TRAIN, ['--seed=18446744073709551616'], 2, 'seed=18446744073709551616: must be in [0, 2**64)'),
     (TRAIN, ['--backend=mpi'], 1, "backend='mpi': expected 'auto', 'nccl' or 'gloo'"),
     pytest.param(TRAIN, ['--backend=nccl'], 1, "backend='nccl' needs CUDA but the device is 'cpu'",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is here')),
     # config files that are not Python, or that end the run
     (TRAIN, ['{tmp}/config.yaml'], 2, "config.yaml' is not a Python file (.py)"),
-    (TRAIN, ['{tmp}/config.json'], 2, "config.json' is not a Python file (.py)"),
     (TRAIN, ['{tmp}/exits.py'], 2, 'exits.py called sys.exit(0): a config assigns values'),
     # meta.json that lies
     (TRAIN, ['--data_root={bad}', '--dataset=bytes_as_gpt2'], 1, 'says vocab_size=256 but the gpt2 tokenizer has 50257'),
@@ -422,10 +418,10 @@ def test_a_resume_continues_its_own_config_with_only_the_overrides_changed(data_
     where = [f'--data_root={data_root}', f'--out_dir={tmp_path}']
     run_script('train.py', *where, *TINY, '--learning_rate=1e-4', '--decay_lr=False', '--max_iters=4', '--eval_interval=2')
     proc = run_script('train.py', *where, '--init_from=resume', '--max_iters=8')
-    assert f"resume: {tmp_path}/ckpt.pt at iter 4 with its config; changed: max_iters 4 -> 8" in proc.stdout
     assert [r['lr'] for r in read_log(tmp_path, 'train')] == [1e-4] * 8
     config = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))['config']
     assert (config['learning_rate'], config['decay_lr'], config['max_iters'], config['n_embd']) == (1e-4, False, 8, 32)
+    assert f"resume: {tmp_path}/ckpt.pt at iter 4 with its config; changed: max_iters 4 -> 8" in proc.stdout
 
 
 def test_a_torn_last_log_line_is_dropped_and_the_run_resumes(finished, data_root, tmp_path):

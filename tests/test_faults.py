@@ -1,6 +1,8 @@
 """Nothing lost, nothing silent: bad input to any script is one line on stderr, a non-zero exit and
-no file changed; a diverged run never saves; a resumed run runs what its command line says or
-refuses; a killed save or run leaves nothing behind that misleads. See README, "Guarantees"."""
+no file changed (under torchrun too); a diverged run never saves; a resumed run continues its own
+config with what its command line changes, or refuses; an out_dir is one live run's; a killed
+save or run, Ctrl-C or a torn log line leaves nothing behind that misleads, and never loses the
+best model. See README, "Guarantees"."""
 import hashlib
 import importlib.util
 import json

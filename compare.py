@@ -20,8 +20,9 @@ every train.py run. Run k of every arm uses --seed=k: the same initial weights o
 and the same data order. Budgets: --max_iters (steps), or --max_time (seconds of training, eval
 excluded). A run that diverges (train.py stops at a non-finite loss) is reported as such and the
 comparison goes on; the others are compared where they all got to. Writes to --out_dir: runs.csv,
-summary.csv, curves.csv, gaps.csv, curves.png, gaps.png, table.md, and each run in
-<arm>/seed<k>/.
+summary.csv, curves.csv, gaps.csv, curves.png, gaps.png, table.md, each run in <arm>/seed<k>/,
+and comparison.json, the arguments of each arm: a later call into the same --out_dir (other
+seeds, more arms) must give each arm name the same arguments, or it is refused.
 """
 import argparse
 import csv
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from arms import ARMS
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, read_log
 from configurator import EXIT_DIVERGED, UserError, exit_on_user_error
 from model_nesterov import build_model
 
@@ -89,14 +90,7 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     that arm's cost measured elsewhere (step_times())."""
     marker = os.path.join(run_dir, 'compare.json')
     diverged = os.path.exists(marker) and json.load(open(marker)).get('diverged', False)
-    records = []
-    with open(os.path.join(run_dir, 'log.jsonl')) as f:
-        for n, line in enumerate(f, 1):
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # a run killed mid-write leaves a torn last line
-                if line.endswith('\n'):
-                    raise UserError(f"{run_dir}/log.jsonl line {n} is not JSON: the log is damaged")
+    records = read_log(os.path.join(run_dir, 'log.jsonl'))
     evals = [r for r in records if r['event'] == 'eval']
     if not evals:
         raise UserError(f"{run_dir}/log.jsonl has no evaluation yet: let the run reach its first eval")
@@ -138,7 +132,44 @@ def run_dirs(dirs):
 
 
 def find_runs(dirs, time_axis='measured'):
-    return [read_run(path, arm, seed, time_axis) for path, arm, seed in run_dirs(dirs)]
+    """Every run under dirs, read; two directories that name the same arm and seed are not
+    merged into one arm's statistics but refused."""
+    found = run_dirs(dirs)
+    seen = {}
+    for path, arm, seed in found:
+        if (arm, seed) in seen:
+            raise UserError(f"{seen[arm, seed]} and {path} are both arm {arm!r} seed {seed}: summarize them "
+                            f"separately, or rename one run directory", exit_code=2)
+        seen[arm, seed] = path
+    return [read_run(path, arm, seed, time_axis) for path, arm, seed in found]
+
+
+def record_comparison(out_dir, arms, common):
+    """out_dir/comparison.json: the train.py arguments of every arm ever run into out_dir. Each
+    arm name means the same arguments for as long as out_dir lives (calls with other seeds,
+    or with more arms under the same common flags, add to it); a different comparison is
+    refused before it replaces one arm's runs and leaves the others'."""
+    path = os.path.join(out_dir, 'comparison.json')
+    record = {'common': common, 'arms': {}}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except ValueError:
+            raise UserError(f"{path} is not JSON: it is damaged; remove it to start the comparison afresh")
+    if record['common'] != common:
+        raise UserError(f"{out_dir} holds a comparison run with the flags {' '.join(record['common'])!r}, not "
+                        f"{' '.join(common)!r}: pick another --out_dir", exit_code=2)
+    for name, argv, _ in arms:
+        if record['arms'].get(name, argv) != argv:
+            raise UserError(f"{out_dir} holds arm {name!r} run as `{' '.join(record['arms'][name])}`, not "
+                            f"`{' '.join(argv)}`: name this arm otherwise or pick another --out_dir", exit_code=2)
+        record['arms'][name] = argv
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'  # two streams of one comparison (other seeds) may write at once
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
 
 
 def step_times(top):
@@ -237,6 +268,9 @@ def write_outputs(runs, steps, seconds, summary, ref, out_dir):
     gaps = gaps_vs_step(runs, ref)
     if gaps:
         write_csv(os.path.join(out_dir, 'gaps.csv'), gaps)
+    for stale in ('gaps.csv', 'gaps.png'):  # an earlier summary's, which these runs do not support
+        if not gaps and os.path.exists(os.path.join(out_dir, stale)):
+            os.remove(os.path.join(out_dir, stale))
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -359,6 +393,13 @@ def main():
         arms = [arm_argv(spec, common) for spec in args.arms]
         if len({a[0] for a in arms}) != len(arms):
             raise UserError("two arms share a name: name them, e.g. --arms baseline copy=baseline", exit_code=2)
+        if len(set(args.seeds)) != len(args.seeds):  # the same run twice is not two samples
+            raise UserError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: give each once", exit_code=2)
+        for i, (name, _, target) in enumerate(arms):  # before anything runs or is written
+            earlier = [a[0] for a in arms[:i] if a[2] is None]
+            if target is not None and (not earlier or (target and target not in earlier)):
+                raise UserError(f"arm {name}: list it after the arm it matches (matched:ARM names one)", 2)
+        record_comparison(args.out_dir, arms, common)
         runs = []
         for seed in args.seeds:  # all arms of one seed, then the next: load drift hits every arm alike
             for name, argv, target in arms:

@@ -39,7 +39,10 @@ class UserError(Exception):
 
 def exit_on_user_error(kind, error, tb):
     """sys.excepthook: an uncaught UserError prints 'error: <message>' on stderr (once under
-    torchrun: by rank 0) and exits with its code."""
+    torchrun: by rank 0) and exits with its code; Ctrl-C outside a script's own handling is one
+    line too (exit 130)."""
+    if isinstance(error, KeyboardInterrupt):
+        error = UserError("interrupted (Ctrl-C)", exit_code=130)
     if not isinstance(error, UserError):
         return sys.__excepthook__(kind, error, tb)
     if os.environ.get('RANK', '0') != '0':
@@ -47,9 +50,11 @@ def exit_on_user_error(kind, error, tb):
         # rank 0 exits (exiting first would let torchrun kill rank 0 before it prints); an error
         # of this rank alone is still printed, after the wait
         time.sleep(10)
-    print(f"error: {error}", file=sys.stderr)
+    # the real stderr: once the process group is up, torch's own excepthook calls this one with
+    # sys.stderr swapped for a buffer that it prints only after we return, and we never return
+    print(f"error: {error}", file=sys.__stderr__)
     sys.stdout.flush()
-    sys.stderr.flush()
+    sys.__stderr__.flush()
     os._exit(error.exit_code)  # after the hook, Python itself would always exit with 1
 
 
@@ -107,11 +112,17 @@ def configure(defaults, argv):
             if not os.path.isfile(arg):
                 raise UserError(f"config file {arg!r} not found (arguments are config files or --key=value)",
                                 exit_code=2)
+            if not arg.endswith('.py'):  # YAML or JSON would run as Python that assigns nothing
+                raise UserError(f"config file {arg!r} is not a Python file (.py): write it as assignments, "
+                                f"e.g. batch_size = 32, or pass --key=value", exit_code=2)
             scope = {}
             with open(arg) as f:
                 code = f.read()
             try:
                 exec(compile(code, arg, 'exec'), scope)
+            except SystemExit as e:  # sys.exit() in a config would end the run as if it had finished
+                raise UserError(f"config file {arg} called sys.exit({e.code!r}): a config assigns values, "
+                                f"it does not end the run", exit_code=2)
             except Exception as e:
                 raise UserError(f"config file {arg} failed: {type(e).__name__}: {e}", exit_code=2)
             for key, value in scope.items():

@@ -28,7 +28,7 @@ def prepare_command(data_dir):
 
 def read_meta(data_dir):
     """meta.json, checked: it names a tokenizer this repo has, and the sizes of both splits."""
-    from tokenizer import TOKENIZERS
+    from tokenizer import TOKENIZERS, VOCAB_SIZES
     path = os.path.join(data_dir, 'meta.json')
     if not os.path.exists(path):
         raise UserError(f"{path} not found: prepare the dataset first with `{prepare_command(data_dir)}`")
@@ -42,9 +42,18 @@ def read_meta(data_dir):
     missing = [k for k in ('tokenizer', 'vocab_size', 'train_tokens', 'val_tokens') if not isinstance(meta, dict) or k not in meta]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: re-run `{prepare_command(data_dir)} --force`")
+    redo = f"re-run `{prepare_command(data_dir)} --force`"
     if meta['tokenizer'] not in TOKENIZERS:
         raise UserError(f"{path} names the tokenizer {meta['tokenizer']!r}, which this repo does not have "
                         f"({', '.join(TOKENIZERS)}): re-prepare the data with one of them")
+    for k in ('vocab_size', 'train_tokens', 'val_tokens'):
+        if type(meta[k]) is not int or meta[k] < 0:
+            raise UserError(f"{path} has {k}={meta[k]!r}: expected a count (an integer >= 0); {redo}")
+    # the ids were made by the tokenizer named: a vocab_size that is not its own says the label is wrong
+    # (bytes data called gpt2 would train a 50k-row embedding on 256 ids, a larger one crash sample.py)
+    if meta['vocab_size'] != VOCAB_SIZES[meta['tokenizer']]:
+        raise UserError(f"{path} says vocab_size={meta['vocab_size']} but the {meta['tokenizer']} tokenizer has "
+                        f"{VOCAB_SIZES[meta['tokenizer']]}: the data was not made by it; {redo}")
     return meta
 
 
@@ -54,7 +63,11 @@ def make_default_corpus_if_missing(data_dir):
     is_default = os.path.basename(os.path.normpath(data_dir)) == 'python_docs'
     if is_default and not os.path.exists(os.path.join(data_dir, 'meta.json')):
         from prepare.python_docs import prepare
-        prepare(data_dir)
+        try:
+            prepare(data_dir)
+        except SystemExit as e:  # prepare's one line, whose --out_dir is train.py's --data_root
+            message = str(e.code).removeprefix('error: ').replace('another --out_dir', 'another --data_root')
+            raise UserError(f"cannot prepare the default corpus in {data_dir}: {message}") from None
 
 
 def model_vocab_size(meta):

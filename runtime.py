@@ -277,6 +277,34 @@ def flops_per_token(n_params, n_layer, n_head, n_embd, block_size):
     return 6 * n_params + 12 * n_layer * n_head * (n_embd // n_head) * block_size
 
 
+def train_memory_bytes(n_layer, n_head, n_embd, block_size, batch_size, vocab_size, eval_iters, dtype, tables):
+    """A low estimate of the memory a training run allocates on each rank: weights, gradients and
+    two optimizer moments in float32 (16 bytes a parameter), the activations of one micro-batch
+    (Korthikanti et al. 2022: 34 C + 5 H T bytes a token a layer in 16 bits, twice that in
+    float32; the logits and their gradient), and the evaluation's window offsets. tables: the
+    nesterov model's velocity tables (a second token and position table)."""
+    params = 12 * n_layer * n_embd ** 2 + (vocab_size + block_size) * n_embd * (2 if tables else 1)
+    width = 2 if dtype in ('bfloat16', 'float16') else 4
+    tokens = batch_size * block_size
+    activations = tokens * n_layer * (34 * n_embd + 5 * n_head * block_size) * width // 2 + 3 * tokens * vocab_size * 4
+    return 16 * params + activations + 16 * eval_iters * batch_size
+
+
+def available_memory(device):
+    """Bytes free for this process on `device` ('auto' resolves as in setup), or None if unknown."""
+    device = resolve_device(device)
+    if device.startswith('cuda'):
+        index = int(device.split(':')[1]) if ':' in device else int(os.environ.get('LOCAL_RANK', 0))
+        return torch.cuda.mem_get_info(index)[0]
+    try:  # the CPU (and the unified memory of mps): what the kernel could hand out without swapping
+        with open('/proc/meminfo') as f:
+            info = dict(line.split(':', 1) for line in f)
+        # torchrun's ranks on one machine share it
+        return int(info['MemAvailable'].split()[0]) * 1024 // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def resolve_device(device):
     if device == 'auto':
         return 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -311,6 +339,10 @@ def setup(device='auto', dtype='auto', compile='auto', backend='auto'):
     if compile not in ('auto', True, False):
         raise UserError(f"compile={compile!r}: expected 'auto', True or False")
     device = resolve_device(device)
+    if backend not in ('auto', 'nccl', 'gloo'):
+        raise UserError(f"backend={backend!r}: expected 'auto', 'nccl' or 'gloo'")
+    if backend == 'nccl' and not device.startswith('cuda'):
+        raise UserError(f"backend='nccl' needs CUDA but the device is {device!r}: use --backend=gloo (or auto)")
     ddp = int(os.environ.get('RANK', -1)) != -1
     rank, local_rank, world_size = 0, 0, 1
     if ddp:

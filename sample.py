@@ -14,10 +14,10 @@ import sys
 import torch
 
 import runtime
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, load_weights
 from configurator import UserError, configure_globals, exit_on_user_error
 from model_nesterov import build_model
-from tokenizer import get_tokenizer
+from tokenizer import TOKENIZERS, get_tokenizer
 
 sys.excepthook = exit_on_user_error  # bad input ends the run with one line that says what to do
 
@@ -38,19 +38,25 @@ configure_globals(globals())
 # -----------------------------------------------------------------------------
 if num_samples < 1 or max_new_tokens < 1:
     raise UserError(f"num_samples={num_samples}, max_new_tokens={max_new_tokens}: both must be >= 1", exit_code=2)
-if temperature < 0:
-    raise UserError(f"temperature={temperature}: must be >= 0 (0 is greedy)", exit_code=2)
-if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+# a tiny temperature is argmax in effect, and once logits / temperature overflow to inf the
+# probabilities are NaN: below 1e-3 the user means 0
+if not (temperature == 0 or 1e-3 <= temperature < float('inf')):
+    raise UserError(f"temperature={temperature}: must be 0 (greedy) or a finite number >= 1e-3", exit_code=2)
+if top_k is not None and (type(top_k) is not int or top_k < 1):
     raise UserError(f"top_k={top_k!r}: must be None (all tokens) or an integer >= 1", exit_code=2)
 
-ckpt = load_checkpoint(os.path.join(out_dir, ckpt_name))
+ckpt_path = os.path.join(out_dir, ckpt_name)
+ckpt = load_checkpoint(ckpt_path, keys=('model', 'model_type', 'model_args', 'meta'))
+if not isinstance(ckpt['meta'], dict) or ckpt['meta'].get('tokenizer') not in TOKENIZERS:
+    raise UserError(f"{ckpt_path} names no tokenizer of this repo in its meta ({ckpt['meta']!r:.80}): it is damaged "
+                    f"or of another version")
 args = ckpt['model_args']
 # shapes change every token, so compiling would not pay; dtype 'auto' times this model's forward pass
 rt = runtime.decide(runtime.setup(device, dtype, compile=False),
                     runtime.Step(ckpt['model_type'], args, batch_size=1, optimizer=None))
 torch.manual_seed(seed)
 model = build_model(ckpt['model_type'], args)
-model.load_state_dict(ckpt['model'])
+load_weights(model, ckpt, ckpt_path)
 model.eval().to(rt.device)
 tok = get_tokenizer(ckpt['meta']['tokenizer'])
 

@@ -65,6 +65,7 @@ def _gpt2_tokenizer():
 
 
 TOKENIZERS = {'bytes': _bytes_tokenizer, 'gpt2': _gpt2_tokenizer}  # the names meta.json may hold
+VOCAB_SIZES = {'bytes': 256, 'gpt2': GPT2_EOT + 1}  # each one's vocab_size, known without building it
 
 
 @lru_cache(maxsize=None)

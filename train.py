@@ -25,6 +25,7 @@ stopped without saving. Each non-zero exit prints one line 'error: ...' that say
 import json
 import math
 import os
+import signal
 import sys
 import time
 
@@ -33,7 +34,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import loader
 import runtime
-from checkpoint import link_checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from checkpoint import (link_checkpoint, load_checkpoint, load_weights, lock_out_dir, read_log, remove_stale_temporaries,
+                        save_checkpoint)
 from configurator import EXIT_DIVERGED, UserError, configure_globals, exit_on_user_error
 from diagnostics import format_diagnostics
 from model_nesterov import MODEL_TYPES, build_model, model_arg_names
@@ -104,6 +106,27 @@ seed = 1337  # the same seed gives the same initialization and the same data ord
 config, overrides = configure_globals(globals())  # config files and --key=value, checked against the above
 # -----------------------------------------------------------------------------
 
+# a resumed run is the run it resumes: the checkpoint's config, with this command line's overrides on top
+ckpt = None
+if init_from == 'resume':
+    ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), keys=('model', 'model_type', 'model_args', 'optimizers',
+                           'scaler', 'iter_num', 'best_val_loss', 'train_time', 'config', 'meta', 'rng_state'))
+    # where it is and that it resumes are this command's; knobs added since the checkpoint keep their defaults
+    saved = {k: v for k, v in ckpt['config'].items() if k in config and k not in ('init_from', 'out_dir')}
+    # the architecture and the optimizer kind are the checkpoint's: a different one cannot resume it
+    fixed = {**ckpt['model_args'], 'model_type': ckpt['model_type'], 'optimizer': saved.get('optimizer', 'adamw')}
+    for k, v in overrides.items():
+        if k in fixed and fixed[k] != v:
+            raise UserError(f"--init_from=resume: the checkpoint has {k}={fixed[k]!r} but this run asks for {k}={v!r}; "
+                            f"drop the override, or start a new run in another out_dir", exit_code=2)
+    saved.update(fixed)
+    changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in overrides.items() if k in saved and saved[k] != v]
+    for k, v in saved.items():
+        config[k] = globals()[k] = overrides.get(k, v)
+    if os.environ.get('RANK', '0') == '0':
+        print(f"resume: {out_dir}/ckpt.pt at iter {ckpt['iter_num']} with its config; "
+              + (f"changed: {', '.join(changed)}" if changed else "nothing changed"))
+
 # every value is checked before anything on disk is touched, so a bad run never damages a good one:
 # the trainer's own here, the model's by its config class when the model is built (build_model)
 def require(ok, message):
@@ -130,17 +153,19 @@ if wandb_log:
     except ImportError:
         raise UserError("wandb_log=True needs the wandb package: pip install wandb (or drop wandb_log)")
 
-ckpt = None
-if init_from == 'resume':
-    ckpt = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
-    # the architecture and the optimizer kind are the checkpoint's: a different one cannot resume it
-    saved = {**ckpt['model_args'], 'model_type': ckpt['model_type'], 'optimizer': ckpt['config']['optimizer']}
-    for k, v in overrides.items():
-        require(k not in saved or saved[k] == v,
-                f"--init_from=resume: the checkpoint has {k}={saved.get(k)!r} but this run asks for {k}={v!r}; "
-                f"drop the override, or start a new run in another out_dir")
-    for k, v in saved.items():
-        config[k] = globals()[k] = v
+# sizes: what the run will allocate, against the memory it has, before anything is allocated or written
+if not 0 <= seed < 2 ** 64:  # torch's generators take 64 bits
+    raise UserError(f"seed={seed}: must be in [0, 2**64)", exit_code=2)
+data_dir = os.path.join(data_root, dataset)
+if vocab_size is None and os.path.exists(os.path.join(data_dir, 'meta.json')):
+    vocab_size = config['vocab_size'] = loader.model_vocab_size(loader.read_meta(data_dir))
+need = runtime.train_memory_bytes(n_layer, n_head, n_embd, block_size, batch_size, vocab_size or 256, eval_iters,
+                                  dtype, model_type == 'nesterov' and velocity_init == 'embedding')
+free = runtime.available_memory(device)
+if free is not None and need > free:
+    raise UserError(f"this run needs at least {need / 2**30:,.1f} GiB (weights, optimizer, activations) but "
+                    f"{free / 2**30:,.1f} GiB is free for it: lower n_layer, n_embd, vocab_size, batch_size, "
+                    f"block_size or eval_iters (gradient_accumulation_steps keeps the batch)", exit_code=2)
 
 rt = runtime.setup(device, dtype, compile, backend)  # where the run is; dtype and compile 'auto' wait for the model
 require(gradient_accumulation_steps % rt.world_size == 0,
@@ -150,7 +175,6 @@ grad_accum_local = gradient_accumulation_steps // rt.world_size
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
 
 # data -------------------------------------------------------------------------
-data_dir = os.path.join(data_root, dataset)
 if rt.master_process:
     loader.make_default_corpus_if_missing(data_dir)
 if rt.ddp:
@@ -176,7 +200,7 @@ if rt.master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,} "
           f"({rt.world_size} x {grad_accum_local} x {batch_size} x {block_size}) on {rt.device} in {rt.dtype}")
 if ckpt is not None:
-    raw_model.load_state_dict(ckpt['model'])
+    load_weights(raw_model, ckpt, os.path.join(out_dir, 'ckpt.pt'))
 raw_model.to(rt.device)
 optimizers = raw_model.configure_optimizers(optimizer, weight_decay, learning_rate, (beta1, beta2), rt.device_type,
                                             muon_lr=muon_lr, muon_momentum=muon_momentum,
@@ -211,23 +235,42 @@ if rt.ddp:
 
 # out_dir: touched only now that every input has been checked -----------------------------------------
 log_path = os.path.join(out_dir, 'log.jsonl')
-last_good = os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else None  # for the stop message
+last_good = os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else None  # for the stop messages
+saved_iter = resumed_at  # the iteration last_good holds
+lock = None  # out_dir/run.lock, held by rank 0 while this run lives
 if rt.master_process and not eval_only:
     require(not os.path.exists(out_dir) or os.path.isdir(out_dir), f"out_dir={out_dir!r} is a file, not a directory")
+    # a resumed run drops what came after its checkpoint (a killed run may have logged past it), so
+    # iterations in the log stay monotone; read first, so that a damaged log leaves out_dir as it was
+    kept = []
+    if resumed_at is not None and os.path.exists(log_path):
+        kept = [json.dumps(r) + '\n' for r in read_log(log_path) if r['iter'] <= resumed_at]
     try:
         os.makedirs(out_dir, exist_ok=True)
+        lock = lock_out_dir(out_dir)  # before anything changes: another live run may own out_dir
         remove_stale_temporaries(out_dir)
-        # a fresh run starts a fresh log; a resumed one drops what came after its checkpoint (a killed
-        # run may have logged past it), so iterations in the log stay monotone
-        kept = []
-        if resumed_at is not None and os.path.exists(log_path):
-            with open(log_path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)['iter'] <= resumed_at]
+        # a fresh run starts a fresh log, and the checkpoints of the run it replaces go first, so
+        # that no log ever sits beside the checkpoints of another run
+        if resumed_at is None:
+            for name in ('ckpt_best.pt', 'ckpt.pt'):
+                if os.path.lexists(os.path.join(out_dir, name)):
+                    os.remove(os.path.join(out_dir, name))
         with open(log_path + '.tmp', 'w') as f:
             f.writelines(kept)
         os.replace(log_path + '.tmp', log_path)
     except OSError as e:
         raise UserError(f"cannot write to out_dir={out_dir!r}: {e.strerror}; pick a writable --out_dir")
+
+
+def interrupted(signum, frame):
+    """Ctrl-C: one line that says what is on disk. Raised wherever the run is; a save it cuts short
+    leaves the previous checkpoint whole."""
+    saved = f"{last_good} holds iter {saved_iter}; continue with --init_from=resume" if last_good else \
+        "no checkpoint was saved by this run"
+    raise UserError(f"interrupted (Ctrl-C) at iter {iter_num}: {saved}", exit_code=130)
+
+
+signal.signal(signal.SIGINT, interrupted)
 
 
 def log_json(record):
@@ -353,12 +396,17 @@ while True:
                     wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
                                'lr': lr_scale * learning_rate, 'mfu': running_mfu * 100,
                                **{f'diagnostics/{k}/layer{i}': v for k, vs in diagnostics.items() for i, v in enumerate(vs)}})
+                # a new best is written as ckpt_best.pt first, then linked as ckpt.pt: killed in between,
+                # ckpt.pt is the previous eval's, whose best_val_loss ckpt_best.pt beats, so at every
+                # instant the best model any checkpoint has seen is on disk
                 improved = losses['val'] < best_val_loss
                 best_val_loss = min(best_val_loss, losses['val'])
-                save('ckpt.pt')
                 if improved:
-                    link_checkpoint(os.path.join(out_dir, 'ckpt.pt'), os.path.join(out_dir, 'ckpt_best.pt'))
-                last_good = os.path.join(out_dir, 'ckpt.pt')
+                    save('ckpt_best.pt')
+                    link_checkpoint(os.path.join(out_dir, 'ckpt_best.pt'), os.path.join(out_dir, 'ckpt.pt'))
+                else:
+                    save('ckpt.pt')
+                last_good, saved_iter = os.path.join(out_dir, 'ckpt.pt'), iter_num
                 print(f"saved checkpoints to {out_dir}")
     if last_iter or eval_only:
         break

@@ -227,6 +227,16 @@ def load_local(patterns, num_proc):
                          f"text between '<|endoftext|>' lines, a .json/.jsonl one object a line)") from None
     if 'text' not in ds.column_names:
         raise SystemExit(f"error: {files} have no 'text' field (fields: {ds.column_names}): rename the text field to 'text'")
+    # a number, a list or a mix of types in 'text' loads as another type; null (or a record without
+    # 'text') as a missing value: each is a document we cannot tokenize
+    text_type = getattr(ds.features['text'], 'dtype', type(ds.features['text']).__name__)
+    if text_type not in ('string', 'large_string'):
+        raise SystemExit(f"error: {files}: the 'text' field holds {text_type} values, not only strings: make every "
+                         f"record's text a string")
+    missing = ds.data.column('text').null_count
+    if missing:
+        raise SystemExit(f"error: {files}: {missing:,} records have no text (null, or no 'text' field): drop them "
+                         f"or give them text")
     return ds, files
 
 
@@ -286,7 +296,8 @@ def write_bins(out_dir, tokenized):
         counts[f'{split}_tokens'] = sum(int(c['len'][c['val'] == want].sum()) for c in cols)
         counts[f'{split}_documents'] = sum(int((c['val'] == want).sum()) for c in cols)
         if counts[f'{split}_tokens'] == 0:
-            raise SystemExit(f"error: the {split} split is empty: give more documents (or a larger --val_fraction)")
+            raise SystemExit(f"error: the {split} split is empty: give more documents (openwebtext.py: or a "
+                             f"{'larger' if split == 'val' else 'smaller'} --val_fraction)")
     need = (counts['train_tokens'] + counts['val_tokens']) * DTYPE().itemsize
     free = shutil.disk_usage(nearest_existing(out_dir)).free
     if need > free:  # the old dataset stays until the new one is complete: a rebuild needs room for both

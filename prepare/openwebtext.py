@@ -31,6 +31,9 @@ VAL_FRACTION = 0.0005  # nanoGPT's: ~4,000 of 8,013,769 documents
 
 
 def prepare(out_dir, data_files=None, num_proc=1, seed=SEED, val_fraction=VAL_FRACTION, revision=None, force=False):
+    if not 0 <= val_fraction <= 1:
+        raise SystemExit(f"error: --val_fraction is {val_fraction}: pass a fraction between 0 and 1 (nanoGPT's: "
+                         f"{VAL_FRACTION})")
     if not begin(out_dir, force, num_proc):
         return
     if data_files:

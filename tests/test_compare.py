@@ -185,3 +185,19 @@ def test_run_train_reads_the_exit_code_not_the_wording(tmp_path, monkeypatch, co
         compare.run_train('arm', 1, ['--max_iters=1'], str(run_dir), reuse=False)
         marker = compare.json.loads((run_dir / 'compare.json').read_text())
         assert marker['finished'] is True and marker['diverged'] is diverged
+
+
+def test_per_seed_calls_share_an_out_dir_and_a_different_comparison_is_refused(tmp_path, data_root):
+    """The study's pattern, one call per seed into one out_dir, keeps working; a call whose arm
+    would mean other train.py arguments there is refused in one line and changes no run."""
+    common = [f'--out_dir={tmp_path}', f'--data_root={data_root}', *TINY, '--max_iters=2', '--eval_interval=2']
+    for seed in SEEDS:
+        run_script('compare.py', '--arms', 'baseline', '--seeds', seed, *common)
+    record = compare.json.loads((tmp_path / 'comparison.json').read_text())
+    assert list(record['arms']) == ['baseline'] and all((tmp_path / 'baseline' / f'seed{s}' / 'log.jsonl').exists()
+                                                        for s in SEEDS)
+    log = (tmp_path / 'baseline' / 'seed1' / 'log.jsonl').read_bytes()
+    proc = run_script('compare.py', '--arms', 'baseline', '--seeds', '1', *common, '--learning_rate=1e-2', check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith('error: ') and len(proc.stderr.strip().splitlines()) == 1
+    assert 'holds a comparison run with the flags' in proc.stderr
+    assert (tmp_path / 'baseline' / 'seed1' / 'log.jsonl').read_bytes() == log

@@ -277,6 +277,13 @@ BAD_INPUTS = [  # (the command, what its --out_dir is, a fragment of its one lin
     ('openwebtext.py', 'finished', '--data_files'),  # the Hub, unreachable offline
     ('python_docs.py', 'under a file', 'is a file'),
     ('python_docs.py', 'read-only', 'is not writable'),
+    ('tinystories.py --train_files train.txt --val_files null.jsonl', 'finished', '1 records have no text (null'),
+    ('tinystories.py --train_files train.txt --val_files no_field.jsonl', 'finished', "no 'text' field)"),
+    ('tinystories.py --train_files train.txt --val_files number.jsonl', 'finished', "'text' field holds Json values"),
+    ('tinystories.py --train_files train.txt --val_files numbers.jsonl', 'finished', "'text' field holds int64 values"),
+    ('openwebtext.py --data_files train.txt --val_fraction 1.5', 'finished', '--val_fraction is 1.5: pass a fraction'),
+    ('openwebtext.py --data_files train.txt --val_fraction 1 --num_proc 1', 'finished',
+     'train split is empty: give more documents (openwebtext.py: or a smaller --val_fraction)'),
 ]
 
 
@@ -285,6 +292,10 @@ def write_inputs(d):
     write_v2_txt(d / 'train.txt', STORIES)
     write_v2_txt(d / 'valid.txt', VAL_STORIES)
     (d / 'bad.jsonl').write_text('{"text": "fine"}\n{"text": "no closing brace"\n')
+    (d / 'null.jsonl').write_text('{"text": "fine"}\n{"text": null}\n')
+    (d / 'no_field.jsonl').write_text('{"text": "fine"}\n{"body": "text under another name"}\n')
+    (d / 'number.jsonl').write_text('{"text": "fine"}\n{"text": 5}\n')
+    (d / 'numbers.jsonl').write_text('{"text": 5}\n{"text": 6}\n')
     (d / 'empty.jsonl').write_text('')
     (d / 'empty.txt').write_text('<|endoftext|>\n')
     (d / 'latin1.txt').write_bytes('Un café.\n'.encode('latin-1'))

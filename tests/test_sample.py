@@ -52,3 +52,84 @@ def test_missing_checkpoint_is_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: no checkpoint at {os.path.join(tmp_path, 'ckpt_best.pt')}: " \
                                   f"train one first (python train.py --out_dir={tmp_path})"
+
+
+def peaked_model(model_type):
+    """A tiny untrained model of either kind whose next-token distribution is far from uniform."""
+    import torch
+    from model_nesterov import build_model, model_arg_names
+    torch.manual_seed(0)
+    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=32, dropout=0.0, bias=False)
+    net = build_model(model_type, {k: v for k, v in args.items() if k in model_arg_names(model_type)}).eval()
+    with torch.no_grad():
+        net.lm_head.weight.mul_(6)  # tied to wte: logits with a std of about 0.7 nats
+    return net
+
+
+def tv(p, q):
+    return 0.5 * (p - q).abs().sum().item()
+
+
+def test_temperature_sets_the_distribution_and_zero_is_argmax():
+    """GPT.generate, every model's sampler: one new token for 20,000 copies of a prompt has the
+    frequencies softmax(logits / T) (to the sampling noise, TV about 0.016 here: < 0.04), over the
+    top_k tokens alone, renormalized, when top_k is set; T = 0 is the argmax at every step."""
+    import torch
+    net = peaked_model('nesterov')
+    prompt = torch.tensor([[3]])
+    with torch.no_grad():
+        logits = net(prompt)[0][0, -1]
+    n = 20000
+    for temperature, top_k in ((0.5, None), (2.0, None), (1.0, 4)):
+        torch.manual_seed(1)
+        new = net.generate(prompt.expand(n, -1), 1, temperature=temperature, top_k=top_k)[:, -1]
+        freq = torch.bincount(new, minlength=logits.numel()).float() / n
+        scaled = logits / temperature
+        if top_k is not None:
+            scaled = scaled.masked_fill(scaled < scaled.topk(top_k).values[-1], -float('inf'))
+        assert tv(freq, torch.softmax(scaled, -1)) < 0.04, (temperature, top_k)
+        if top_k is not None:
+            assert set(new.tolist()) == set(logits.topk(top_k).indices.tolist())
+    hot, cold = torch.softmax(logits / 2.0, -1), torch.softmax(logits / 0.5, -1)
+    assert tv(hot, cold) > 0.2 and tv(hot, torch.softmax(logits, -1)) > 0.1  # the temperatures are told apart
+    greedy = net.generate(prompt, 8, temperature=0)
+    for t in range(prompt.size(1), greedy.size(1)):
+        with torch.no_grad():
+            assert greedy[0, t].item() == net(greedy[:, :t])[0][0, -1].argmax().item()
+
+
+def tensors_in(value):
+    """Every tensor in a value: itself, or inside tuples, lists, dicts and objects' attributes."""
+    import torch
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    if hasattr(value, '__dict__') and not isinstance(value, (type, torch.nn.Module)):
+        return tensors_in(vars(value))
+    return []
+
+
+@pytest.mark.parametrize('model_type', ['gpt', 'nesterov'])
+def test_generation_leaves_no_state_behind(model_type):
+    """After generate (with the cache, within and past block_size), no module holds a tensor
+    other than its parameters and buffers, and the model computes what a fresh copy does."""
+    import torch
+    net = peaked_model(model_type)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    prompt = torch.tensor([[3, 1, 4, 1, 5]])
+    for max_new_tokens in (6, 20):  # 11 tokens fit in block_size 16; 25 slide the window
+        torch.manual_seed(0)
+        net.generate(prompt, max_new_tokens, temperature=1.0, kv_cache=True)
+        for name, module in net.named_modules():
+            state = {k: v for k, v in vars(module).items() if k not in ('_parameters', '_buffers', '_modules')}
+            assert tensors_in(state) == [], f'{name or "model"} keeps {[k for k in state if tensors_in(state[k])]}'
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+        fresh = peaked_model(model_type)
+        fresh.load_state_dict(net.state_dict())
+        idx = torch.tensor([[2, 7, 1, 8, 2, 8, 1, 8]])
+        with torch.no_grad():
+            assert torch.equal(net(idx, idx)[0], fresh(idx, idx)[0]) and torch.equal(net(idx)[0], fresh(idx)[0])
+            assert torch.equal(net(idx[:, :1])[0], fresh(idx[:, :1])[0])  # one token, as the cache feeds them

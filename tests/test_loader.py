@@ -2,9 +2,11 @@
 import os
 
 import numpy as np
+import pytest
 import torch
 
 import loader
+from configurator import UserError
 from conftest import write_dataset
 
 BLOCK = 8
@@ -46,3 +48,27 @@ def test_offsets_cover_the_split_and_stay_inside_it(tmp_path):
     assert ev.tolist() == [0, 2, 5, 8, 11] and ev.tolist() == loader.eval_offsets(20, BLOCK, 5).tolist()
     x, y = loader.get_batch(splits['val'], ev, BLOCK, 'cpu')  # the last window's targets end at the last token
     assert y[-1, -1].item() == 19 and x[0, 0].item() == 0
+
+
+def test_a_split_needs_one_window_and_its_next_token(tmp_path):
+    """block_size + 1 tokens make one training window (offset 0); block_size tokens are refused
+    with the fix, before any batch is drawn."""
+    _, splits = open_dataset(tmp_path / 'fits', list(range(BLOCK + 1)), list(range(BLOCK + 1)))
+    offsets = loader.batch_offsets(torch.Generator().manual_seed(0), len(splits['train']), BLOCK, 3)
+    x, y = loader.get_batch(splits['train'], offsets, BLOCK, 'cpu')
+    assert offsets.tolist() == [0, 0, 0] and y[0].tolist() == list(range(1, BLOCK + 1))
+    with pytest.raises(UserError, match=f'fewer than block_size \\+ 1 = {BLOCK + 1}: lower block_size'):
+        open_dataset(tmp_path / 'short', list(range(BLOCK + 1)), list(range(BLOCK)))
+
+
+def test_token_ids_must_be_below_vocab_size(tmp_path):
+    write_dataset(tmp_path, 'd', [0, 255] * 20, [1, 2] * 20)
+    meta = loader.read_meta(os.path.join(tmp_path, 'd'))
+    assert loader.open_split(os.path.join(tmp_path, 'd'), 'train', BLOCK, 256, meta).max() == 255
+    with pytest.raises(UserError, match="holds token id 255 but the model's vocab_size is 255"):
+        loader.open_split(os.path.join(tmp_path, 'd'), 'train', BLOCK, 255, meta)
+
+
+@pytest.mark.parametrize('vocab,padded', [(1, 64), (64, 64), (65, 128), (256, 256), (50257, 50304)])
+def test_model_vocab_size_pads_to_the_next_multiple_of_64(vocab, padded):
+    assert loader.model_vocab_size({'vocab_size': vocab}) == padded

@@ -6,11 +6,11 @@ import pytest
 from conftest import TINY, run_script
 
 
-@pytest.fixture(scope='module', params=['gpt', 'nesterov'])
+@pytest.fixture(scope='module', params=['gpt', 'nesterov'])  # dropout: sampling must turn it off
 def trained(request, data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp(f'run_{request.param}')
     run_script('train.py', f'--data_root={data_root}', f'--out_dir={out}', *TINY, f'--model_type={request.param}',
-               '--max_iters=60', '--eval_interval=30', '--learning_rate=3e-3')
+               '--max_iters=60', '--eval_interval=30', '--learning_rate=3e-3', '--dropout=0.1')
     return out
 
 
@@ -38,13 +38,23 @@ def test_greedy_sampling_is_deterministic_seed_independent_and_the_same_without_
     a = sample(trained, '--temperature=0', '--seed=1', '--num_samples=1', '--max_new_tokens=50')
     b = sample(trained, '--temperature=0', '--seed=2', '--num_samples=1', '--max_new_tokens=50', '--kv_cache=False')
     assert text(a) == text(b) and len(text(a)) >= 50
+    top1 = sample(trained, '--top_k=1', '--temperature=2.0', '--num_samples=1', '--max_new_tokens=50')
+    assert text(top1) == text(a)  # top_k=1 keeps the argmax alone, at any temperature
+
+
+def test_the_seed_sets_the_samples_with_or_without_the_cache(trained):
+    """At one seed the cache changes no sampled token (so sampling draws no random numbers but
+    the tokens': dropout is off); another seed gives other samples."""
+    a, b = (text(sample(trained, f'--seed={s}', '--num_samples=1', '--start=def ')) for s in (1, 2))
+    assert a != b
+    assert text(sample(trained, '--seed=1', '--num_samples=1', '--start=def ', '--kv_cache=False')) == a
 
 
 def test_prompt_from_file_and_last_checkpoint(trained, tmp_path):
     prompt = tmp_path / 'prompt.txt'
-    prompt.write_text('The for statement')
+    prompt.write_text('  The for statement\n')  # indented, with its newline: both belong to the prompt
     proc = sample(trained, f'--start=FILE:{prompt}', '--ckpt_name=ckpt.pt', '--num_samples=1', '--temperature=0')
-    assert 'The for statement' in proc.stdout
+    assert text(proc).startswith('  The for statement\n')
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path):

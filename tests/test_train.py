@@ -193,12 +193,14 @@ def recomputed_eval(net, data_dir, cfg):
 @pytest.fixture(scope='module')
 def val_gets_worse(tmp_path_factory):
     """A run whose two splits share no token (train: 1 2 1 2 ..., val: 3 4 3 4 ...): training
-    lowers the train loss and raises the val loss, so the best val loss is the first one."""
+    lowers the train loss and raises the val loss, so the best val loss is the first one. It stops
+    at iter 5 and resumes, so what it knows of the best has to survive the resume."""
     root = tmp_path_factory.mktemp('disjoint')
     write_dataset(root, 'disjoint', [1, 2] * 200, [3, 4] * 100)
     out = root / 'out'
-    train(root, out, '--dataset=disjoint', '--max_iters=15', '--eval_interval=5', '--learning_rate=3e-3',
-          '--dtype=float32')
+    args = ['--dataset=disjoint', '--eval_interval=5', '--learning_rate=3e-3', '--dtype=float32']
+    train(root, out, *args, '--max_iters=5')
+    train(root, out, *args, '--max_iters=15', '--init_from=resume')
     return os.path.join(root, 'disjoint'), out
 
 
@@ -208,8 +210,9 @@ def test_best_checkpoint_holds_the_model_of_the_lowest_logged_val_loss(val_gets_
     val = [e['val_loss'] for e in evals]
     assert [e['iter'] for e in evals] == [0, 5, 10, 15] and val[-1] > val[0]  # it did get worse
     best_iter = evals[val.index(min(val))]['iter']
-    best = load_checkpoint(os.path.join(out, 'ckpt_best.pt'))
-    assert best['iter_num'] == best_iter != load_checkpoint(os.path.join(out, 'ckpt.pt'))['iter_num']
+    best, last = (load_checkpoint(os.path.join(out, name)) for name in ('ckpt_best.pt', 'ckpt.pt'))
+    assert best['iter_num'] == best_iter != last['iter_num']
+    assert best['best_val_loss'] == last['best_val_loss'] == min(val)  # what a resume of either compares with
     assert recomputed_eval(model_at(best), data_dir, best['config'])['val'] == pytest.approx(min(val), rel=1e-5)
 
 
@@ -322,6 +325,7 @@ def test_learning_rate_follows_the_schedule_at_every_step(data_root, tmp_path):
         return min_lr + 0.5 * (1 + math.cos(math.pi * min(it - W, D - W) / (D - W))) * (lr - min_lr)
     logged = [r['lr'] for r in read_log(tmp_path, 'train')] + [read_log(tmp_path, 'eval')[-1]['lr']]
     assert len(logged) == 14  # steps 0..12 (logged after them, at iter 1..13) and the final eval at 13
+    assert [(e['iter'], e['tokens']) for e in read_log(tmp_path, 'eval')] == [(0, 0), (13, 13 * 8 * 32)]
     assert logged == pytest.approx([want(it) for it in range(14)], rel=1e-12)
     assert logged[0] == pytest.approx(lr / 5) and logged[W] == pytest.approx(lr)
     assert logged[W - 1] < lr and logged[D] == pytest.approx(min_lr) and logged[D + 1:] == [min_lr] * 3

@@ -4,7 +4,7 @@ realistic one-line defect, put into a temporary copy of the repo, and it is caug
 files related to its file fail there (pytest -x: the first failure ends the run). Prints each
 mutation as caught or missed, and the score.
 
-$ python scripts/mutation_check.py                 # all of them (an hour or more on 2 busy cores)
+$ python scripts/mutation_check.py                 # all of them (long: test_train.py per mutation)
 $ python scripts/mutation_check.py --only 3 7      # some of them, by number
 $ python scripts/mutation_check.py --list          # what they are
 """

@@ -40,6 +40,23 @@ def test_usa_energy_never_decreases(method, dt):
     assert (E[-1] > E[0] * 1.01).all()  # and it really moves
 
 
+
+def test_usa_energy_by_hand_and_as_the_potential_of_the_flow():
+    """E_beta = (1 / (2 beta n^2)) sum_ij exp(beta <x_i, x_j>): two orthogonal tokens at beta = 2
+    give (2 e^2 + 2) / 16; three tokens at one point at beta = 1 give 9 e / 18 = e / 2. And USA is
+    the flow of n P_x grad E (the 1/2 cancels the two places x_i enters the double sum)."""
+    x = torch.eye(2, dtype=torch.float64)[None]  # (1, 2, 2)
+    assert energy(x, 2.0).item() == pytest.approx((2 * math.exp(2) + 2) / 16, rel=1e-14)
+    same = torch.tensor([[[0.6, 0.8]] * 3], dtype=torch.float64)
+    assert energy(same, 1.0).item() == pytest.approx(math.e / 2, rel=1e-14)
+    assert energy(torch.cat([x, x]), torch.tensor([2.0, 1.0])).tolist() == pytest.approx(
+        [(2 * math.exp(2) + 2) / 16, (2 * math.e + 2) / 8], rel=1e-14)  # a beta per system
+    z = random_sphere(3, 7, 4, gen(2)).requires_grad_()
+    grad, = torch.autograd.grad(energy(z, 1.5).sum(), z)
+    z = z.detach()
+    projected = grad - (z * grad).sum(-1, keepdim=True) * z
+    assert torch.allclose(field(z, 1.5, normalized=False), 7 * projected, atol=1e-13)
+
 @pytest.mark.parametrize("normalized", [True, False])
 def test_orthogonal_start_follows_gamma_ode(normalized):
     n, d, T = 6, 8, 6.0

@@ -149,6 +149,20 @@ def test_tables_arm_starts_as_the_baseline_with_nesterovs_tables():
     assert torch.equal(all_logits(ctrl.eval(), idx), all_logits(base.eval(), idx))
 
 
+
+@pytest.mark.parametrize('arm', [dict(), dict(momentum='gd', table_skip=True)], ids=['nesterov', 'tables'])
+def test_seed_changes_every_table(arm):
+    """The velocity tables come from the run's seeded stream like every other weight: a seed gives
+    the same tables again, another seed other tables, and neither table repeats the token embedding."""
+    tables = ('transformer.wte.weight', 'transformer.wpe.weight', 'transformer.vte.weight', 'transformer.vpe.weight')
+    a, again, b = (make(seed=s, **arm).state_dict() for s in (0, 0, 1))
+    for name in tables:
+        assert torch.equal(a[name], again[name]), name
+        assert not torch.equal(a[name], b[name]), name
+        assert a[name].std().item() == pytest.approx(0.02, rel=0.1), name  # _init_weights' N(0, 0.02)
+    assert not torch.equal(a['transformer.vte.weight'], a['transformer.wte.weight'])
+    assert not torch.equal(a['transformer.vpe.weight'], a['transformer.wpe.weight'][:TINY['block_size']])
+
 @pytest.mark.parametrize('velocity_norm,per_layer', [('shared', 6 + 32 * 2), ('per_substep', 6 + 2 * 32 * 2)])
 def test_tables_arm_has_nesterovs_parameter_count(velocity_norm, per_layer):
     """The control has nesterov's parameters but for LN_v and the 6 step sizes per layer, and one

@@ -212,3 +212,168 @@ def test_evaluations_log_the_diagnostics_of_the_model(data_root, tmp_path):
                                           'gamma/beta_m', 'gain_a', 'gain_m']
     for k in want:
         np.testing.assert_allclose(logged[k], want[k], rtol=1e-5)
+
+
+def model_at(ckpt):
+    from model_nesterov import build_model
+    net = build_model(ckpt['model_type'], ckpt['model_args'])
+    net.load_state_dict(ckpt['model'])
+    return net.eval()
+
+
+@torch.no_grad()
+def recomputed_eval(net, data_dir, cfg):
+    """Each split's loss over train.py's fixed evaluation windows, computed here from the .bin files."""
+    import loader
+    meta, block, out = loader.read_meta(data_dir), cfg['block_size'], {}
+    for split in ('train', 'val'):
+        data = loader.open_split(data_dir, split, block, cfg['vocab_size'], meta)
+        offsets = loader.eval_offsets(len(data), block, cfg['eval_iters'] * cfg['batch_size'])
+        losses = [net(*loader.get_batch(data, o, block, 'cpu'))[1]
+                  for o in offsets.view(cfg['eval_iters'], cfg['batch_size'])]
+        out[split] = torch.stack(losses).mean().item()
+    return out
+
+
+@pytest.fixture(scope='module')
+def val_gets_worse(tmp_path_factory):
+    """A run whose two splits share no token (train: 1 2 1 2 ..., val: 3 4 3 4 ...): training
+    lowers the train loss and raises the val loss, so the best val loss is the first one. It stops
+    at iter 5 and resumes, so what it knows of the best has to survive the resume."""
+    root = tmp_path_factory.mktemp('disjoint')
+    write_dataset(root, 'disjoint', [1, 2] * 200, [3, 4] * 100)
+    out = root / 'out'
+    args = ['--dataset=disjoint', '--eval_interval=5', '--learning_rate=3e-3', '--dtype=float32']
+    train(root, out, *args, '--max_iters=5')
+    train(root, out, *args, '--max_iters=15', '--init_from=resume')
+    return os.path.join(root, 'disjoint'), out
+
+
+def test_best_checkpoint_holds_the_model_of_the_lowest_logged_val_loss(val_gets_worse):
+    data_dir, out = val_gets_worse
+    evals = read_log(out, 'eval')
+    val = [e['val_loss'] for e in evals]
+    assert [e['iter'] for e in evals] == [0, 5, 10, 15] and val[-1] > val[0]  # it did get worse
+    best_iter = evals[val.index(min(val))]['iter']
+    best, last = (load_checkpoint(os.path.join(out, name)) for name in ('ckpt_best.pt', 'ckpt.pt'))
+    assert best['iter_num'] == best_iter != last['iter_num']
+    assert best['best_val_loss'] == last['best_val_loss'] == min(val)  # what a resume of either compares with
+    assert recomputed_eval(model_at(best), data_dir, best['config'])['val'] == pytest.approx(min(val), rel=1e-5)
+
+
+def test_each_split_is_evaluated_on_its_own_data(val_gets_worse):
+    """The logged train and val losses are each that split's loss of the saved model, and differ."""
+    data_dir, out = val_gets_worse
+    last = read_log(out, 'eval')[-1]
+    ckpt = load_checkpoint(os.path.join(out, 'ckpt.pt'))
+    assert ckpt['iter_num'] == last['iter']
+    want = recomputed_eval(model_at(ckpt), data_dir, ckpt['config'])
+    assert last['train_loss'] == pytest.approx(want['train'], rel=1e-5)
+    assert last['val_loss'] == pytest.approx(want['val'], rel=1e-5)
+    assert last['val_loss'] > last['train_loss'] + 1.0
+
+
+def test_first_update_is_adamw_on_the_clipped_gradient_of_the_first_batch(data_root, tmp_path):
+    """A clip far below the gradient's norm scales the gradient to that norm; AdamW's first step
+    is lr g / (|g| + eps) (its bias corrections cancel), so with |g| << eps = 1e-8 the step is
+    proportional to the clipped gradient, and unclipped it would be about lr per weight."""
+    import loader
+    from model_nesterov import build_model
+    lr, clip, eps = 1e-2, 1e-10, 1e-8
+    train(data_root, tmp_path, '--max_iters=1', '--eval_interval=1', '--decay_lr=False', '--weight_decay=0',
+          f'--learning_rate={lr}', f'--grad_clip={clip}', '--dtype=float32')
+    ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
+    assert ckpt['iter_num'] == 1
+    cfg = ckpt['config']
+    torch.manual_seed(cfg['seed'])  # train.py's initial weights and first batch
+    net = build_model(ckpt['model_type'], ckpt['model_args'])
+    data_dir = os.path.join(data_root, 'python_docs')
+    data = loader.open_split(data_dir, 'train', cfg['block_size'], cfg['vocab_size'], loader.read_meta(data_dir))
+    offsets = loader.batch_offsets(torch.Generator().manual_seed(cfg['seed']), len(data), cfg['block_size'],
+                                   cfg['batch_size'])
+    net(*loader.get_batch(data, offsets, cfg['block_size'], 'cpu'))[1].backward()
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    norm = torch.cat([g.flatten() for g in grads.values()]).norm().item()
+    assert read_log(tmp_path, 'train')[0]['grad_norm'] == pytest.approx(norm, rel=1e-5)  # the norm before the clip
+    assert norm > 1e6 * clip
+    after = ckpt['model']
+    for n, p in net.named_parameters():
+        g = grads[n] * (clip / (norm + 1e-6))  # clip_grad_norm_'s factor
+        step = -lr * g / (g.abs() + eps)
+        torch.testing.assert_close(after[n] - p.detach(), step, rtol=1e-3, atol=2e-7)
+    assert max((after[n] - p.detach()).abs().max().item() for n, p in net.named_parameters()) < lr / 50
+
+
+def test_dropout_masks_change_every_step_and_repeat_on_resume(tmp_path):
+    """With every window of the data the same and a learning rate too small to move any weight,
+    only dropout's masks change the training loss from step to step: they must, and a resumed run
+    must draw the same ones."""
+    write_dataset(tmp_path, 'constant', [7] * 300, [7] * 100)
+    args = ['--dataset=constant', '--dropout=0.1', '--learning_rate=1e-30', '--decay_lr=False', '--eval_interval=3',
+            '--dtype=float32']
+    train(tmp_path, tmp_path / 'full', *args, '--max_iters=6')
+    train(tmp_path, tmp_path / 'split', *args, '--max_iters=3')
+    train(tmp_path, tmp_path / 'split', *args, '--max_iters=6', '--init_from=resume')
+    full = [(r['iter'], r['loss']) for r in read_log(tmp_path / 'full', 'train')]
+    assert full == [(r['iter'], r['loss']) for r in read_log(tmp_path / 'split', 'train')]
+    assert [i for i, _ in full] == [1, 2, 3, 4, 5, 6] and len({loss for _, loss in full}) == 6
+    ckpt = load_checkpoint(os.path.join(tmp_path / 'full', 'ckpt.pt'))
+    from model_nesterov import build_model
+    torch.manual_seed(ckpt['config']['seed'])  # train.py's initial weights
+    init = build_model(ckpt['model_type'], ckpt['model_args']).state_dict()
+    assert all(torch.equal(ckpt['model'][k], v) for k, v in init.items())  # no weight moved
+
+
+DIVERGE_AT_STEP_3 = '''
+import runpy, sys
+import torch
+import torch.nn.functional as F
+real, steps = F.cross_entropy, []
+def cross_entropy(*args, **kw):
+    loss = real(*args, **kw)
+    if torch.is_grad_enabled():  # a training step, not an evaluation
+        steps.append(loss)
+        if len(steps) == 3:  # that step's loss is NaN, its gradients are untouched
+            return loss + float('nan')
+    return loss
+F.cross_entropy = cross_entropy
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def test_non_finite_loss_between_log_steps_stops_the_run(data_root, tmp_path):
+    """A NaN loss at step 3 whose gradients (and so the weights) stay finite: the next log step
+    (5) sees it, though steps 4 and 5 are finite, and the run stops before it saves again."""
+    driver = tmp_path / 'driver.py'
+    driver.write_text(DIVERGE_AT_STEP_3)
+    proc = run_script(str(driver), os.path.join(os.path.dirname(__file__), '..', 'train.py'),
+                      f'--data_root={data_root}', f'--out_dir={tmp_path / "out"}', *TINY, '--max_iters=10',
+                      '--log_interval=5', '--eval_interval=100', check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith('error: non-finite loss at iter 5')
+    assert load_checkpoint(os.path.join(tmp_path / 'out', 'ckpt.pt'))['iter_num'] == 0
+    assert read_log(tmp_path / 'out', 'train') == []
+
+
+def test_learning_rate_follows_the_schedule_at_every_step(data_root, tmp_path):
+    """Linear warmup from lr / (W + 1) at step 0 to the peak at step W, cosine to min_lr at step D,
+    then min_lr; the log's lr at every step, and what the optimizer groups hold at the end."""
+    import math
+    lr, min_lr, W, D = 1e-3, 1e-4, 4, 10
+    train(data_root, tmp_path, '--model_type=nesterov', '--max_iters=13', '--eval_interval=13',
+          f'--learning_rate={lr}', f'--min_lr={min_lr}', f'--warmup_iters={W}', f'--lr_decay_iters={D}')
+
+    def want(it):
+        if it <= W:
+            return lr * (it + 1) / (W + 1)
+        return min_lr + 0.5 * (1 + math.cos(math.pi * min(it - W, D - W) / (D - W))) * (lr - min_lr)
+    logged = [r['lr'] for r in read_log(tmp_path, 'train')] + [read_log(tmp_path, 'eval')[-1]['lr']]
+    assert len(logged) == 14  # steps 0..12 (logged after them, at iter 1..13) and the final eval at 13
+    assert [(e['iter'], e['tokens']) for e in read_log(tmp_path, 'eval')] == [(0, 0), (13, 13 * 8 * 32)]
+    assert logged == pytest.approx([want(it) for it in range(14)], rel=1e-12)
+    assert logged[0] == pytest.approx(lr / 5) and logged[W] == pytest.approx(lr)
+    assert logged[W - 1] < lr and logged[D] == pytest.approx(min_lr) and logged[D + 1:] == [min_lr] * 3
+    ckpt = load_checkpoint(os.path.join(tmp_path, 'ckpt.pt'))
+    groups = [g for opt in ckpt['optimizers'] for g in opt['param_groups']]
+    assert len(groups) == 3 and all(g['lr'] == pytest.approx(g['base_lr'] * min_lr / lr) for g in groups)

@@ -2,7 +2,6 @@
 no file changed; a diverged run never saves; a resumed run runs what its command line says or
 refuses; a killed save or run leaves nothing behind that misleads. See README, "Guarantees"."""
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -114,8 +113,6 @@ CASES = [
     (TRAIN, ['--data_root={bad}', '--dataset=tokenizer'], 1, "names the tokenizer 'sentencepiece', which this repo "
                                                            "does not have"),
     (TRAIN, ['--data_root={bad}', '--dataset=nothing'], 1, 'meta.json not found: prepare the dataset first'),
-    pytest.param(TRAIN, ['--wandb_log=True', '--max_iters=0'], 1, 'wandb_log=True needs the wandb package',
-                 marks=pytest.mark.skipif(importlib.util.find_spec('wandb') is not None, reason='wandb is installed')),
     ('sample.py', ['--top_k=0'], 2, 'top_k=0: must be None (all tokens) or an integer >= 1'),
     ('sample.py', ['--top_k=-3'], 2, 'top_k=-3'),
     ('sample.py', ['--temperature=-1'], 2, 'temperature=-1.0: must be >= 0'),

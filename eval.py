@@ -64,9 +64,9 @@ ckpt = load_checkpoint(ckpt_path)
 if not isinstance(ckpt.get('meta'), dict) or 'tokenizer' not in ckpt['meta']:
     raise UserError(f"{ckpt_path} names no tokenizer (meta.tokenizer): it is not a checkpoint saved by train.py")
 args = ckpt['model_args']
-shape = dict(model_type=ckpt['model_type'], n_layer=args['n_layer'], n_head=args['n_head'], n_embd=args['n_embd'],
-             block_size=args['block_size'], batch_size=batch_size)
-rt = runtime.setup(device, dtype, compile=False, shape=shape)  # every batch has another length: compiling would not pay
+# every batch has another length: compiling would not pay
+rt = runtime.decide(runtime.setup(device, dtype, compile=False),
+                    runtime.Step(ckpt['model_type'], args, batch_size=batch_size, optimizer=None))
 torch.manual_seed(seed)
 model = build_model(ckpt['model_type'], args)
 model.load_state_dict(ckpt['model'])

@@ -107,13 +107,31 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     run = dict(arm=arm, seed=seed, dir=run_dir, diverged=diverged, iters=iters, times=times,
                vals=np.array([r['val_loss'] for r in evals]), trains=np.array([r['train_loss'] for r in evals]),
                tokens_per_s=float(np.median(speeds)) if speeds else np.nan,
-               diagnostics=evals[-1].get('diagnostics', {}), params_total=None, params_non_embedding=None)
+               diagnostics=evals[-1].get('diagnostics', {}), params_total=None, params_non_embedding=None,
+               downstream=read_downstream(run_dir))
     ckpt_path = os.path.join(run_dir, 'ckpt.pt')
     if os.path.exists(ckpt_path):  # mmap: a GPT-2 checkpoint's tensors are not read for the model args
         ckpt = load_checkpoint(ckpt_path, mmap=True)
         run['params_total'], run['params_non_embedding'] = count_params(ckpt['model_type'], ckpt['model_args'])
         run['model_args'] = ckpt['model_args']
     return run
+
+
+def read_downstream(run_dir):
+    """eval.py's scores of a run ({'hellaswag acc': 0.30, ...}), {} when it was not evaluated."""
+    path = os.path.join(run_dir, 'eval.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        results = json.load(f)['results']
+    # the harness names a metric 'acc,none' (metric, filter); its other keys are not scores
+    return {f"{task} {key.split(',')[0]}": v for task, r in results.items() for key, v in r.items()
+            if ',' in key and '_stderr' not in key and isinstance(v, (int, float))}
+
+
+def downstream_keys(runs):
+    """The downstream scores any of the runs has, in a fixed order: the extra columns."""
+    return sorted({k for r in runs for k in r['downstream']})
 
 
 def run_dirs(dirs):
@@ -224,6 +242,8 @@ def analyse(runs, ref):
                    params_total=rs[0]['params_total'], params_non_embedding=rs[0]['params_non_embedding'])
         for k in METRICS:
             row[k], row[k + '_std'] = mean_std([r[k] for r in rs])
+        for k in downstream_keys(runs):  # over the seeds that were evaluated
+            row[k], row[k + '_std'] = mean_std([r['downstream'].get(k, np.nan) for r in rs])
         for k in ('val_at_steps', 'val_at_time', 'final_val'):
             p = paired([r[k] - by_seed[ref, r['seed']][k] for r in rs if (ref, r['seed']) in by_seed])
             row.update({f'{k}_minus_ref_{s}': v for s, v in p.items()})
@@ -258,8 +278,9 @@ def write_outputs(runs, steps, seconds, summary, ref, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     cols = ['arm', 'seed', 'params_total', 'params_non_embedding', 'best_val', 'final_val', 'final_train', 'final_iter',
             'train_time', 'val_at_steps', 'train_at_steps', 'val_at_time', 'tokens_per_s', 'diverged', 'dir']
-    write_csv(os.path.join(out_dir, 'runs.csv'), [dict(r, equal_steps=steps, equal_time_s=seconds) for r in runs],
-              cols + ['equal_steps', 'equal_time_s'])
+    write_csv(os.path.join(out_dir, 'runs.csv'),
+              [dict(r, **r['downstream'], equal_steps=steps, equal_time_s=seconds) for r in runs],
+              cols + ['equal_steps', 'equal_time_s'] + downstream_keys(runs))
     write_csv(os.path.join(out_dir, 'summary.csv'), summary)
     write_csv(os.path.join(out_dir, 'curves.csv'),
               [dict(arm=r['arm'], seed=r['seed'], iter=int(i), train_time=t, val_loss=v, train_loss=tr)
@@ -312,15 +333,16 @@ def write_outputs(runs, steps, seconds, summary, ref, out_dir):
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, 'gaps.png'), dpi=120)
         plt.close(fig)
-    table = format_table(steps, seconds, summary, ref)
+    table = format_table(steps, seconds, summary, ref, downstream_keys(runs))
     with open(os.path.join(out_dir, 'table.md'), 'w') as f:
         f.write(table + '\n')
     return table
 
 
-def format_table(steps, seconds, summary, ref):
+def format_table(steps, seconds, summary, ref, downstream=()):
     """Best / final validation loss (the paper's format), train and validation loss at equal
-    steps, and each arm minus ref paired by seed at equal steps and at equal time."""
+    steps, each arm minus ref paired by seed at equal steps and at equal time, and the downstream
+    scores of eval.py where runs were evaluated."""
     def pm(row, k, d=4):
         return '-' if np.isnan(row[k]) else f"{row[k]:.{d}f} +- {row[k + '_std']:.{d}f}"  # '-': every seed diverged
 
@@ -332,12 +354,15 @@ def format_table(steps, seconds, summary, ref):
     lines = [f"| arm | params | best val | final val | train @ step {steps:.0f} | val @ step {steps:.0f} "
              f"| minus {ref} @ step {steps:.0f} | val @ {seconds:.3g} s | minus {ref} @ {seconds:.3g} s | tokens/s |",
              '|' + '---|' * 10]
+    lines[0] += ''.join(f' {k} |' for k in downstream)
+    lines[1] += '---|' * len(downstream)
     for row in summary:
         params = 'n/a' if row['params_total'] is None else f"{row['params_total'] / 1e6:.3f}M"
         seeds = f"{row['seeds']}, {row['diverged']} diverged" if row['diverged'] else row['seeds']
         lines.append(f"| {row['arm']} ({seeds}) | {params} | {pm(row, 'best_val')} | {pm(row, 'final_val')} "
                      f"| {pm(row, 'train_at_steps')} | {pm(row, 'val_at_steps')} | {gap(row, 'val_at_steps')} "
-                     f"| {pm(row, 'val_at_time')} | {gap(row, 'val_at_time')} | {pm(row, 'tokens_per_s', 0)} |")
+                     f"| {pm(row, 'val_at_time')} | {gap(row, 'val_at_time')} | {pm(row, 'tokens_per_s', 0)} |"
+                     + ''.join(f' {pm(row, k)} |' for k in downstream))
     return '\n'.join(lines)
 
 

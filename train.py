@@ -210,6 +210,7 @@ optimizers = raw_model.configure_optimizers(optimizer, weight_decay, learning_ra
 scaler = torch.amp.GradScaler('cuda', enabled=(rt.dtype == 'float16'))  # only fp16 needs loss scaling
 data_rng = torch.Generator().manual_seed(seed)  # the training data order, identical on every rank
 iter_num, best_val_loss, train_time = 0, float('inf'), 0.0
+wandb_run_id = None  # set by the first run that logs to wandb, kept in every checkpoint after it
 if ckpt is not None:
     for opt, state in zip(optimizers, ckpt['optimizers'], strict=True):
         # the moments come from the checkpoint, the hyperparameters (lr, betas, weight decay) from
@@ -221,6 +222,7 @@ if ckpt is not None:
     scaler.load_state_dict(ckpt['scaler'])
     data_rng.set_state(ckpt['rng_state']['data'])
     iter_num, best_val_loss, train_time = ckpt['iter_num'], ckpt['best_val_loss'], ckpt['train_time']
+    wandb_run_id = ckpt.get('wandb_run_id')  # a resumed run continues the same wandb run
     ckpt = None  # free the memory
 resumed_at = iter_num if init_from == 'resume' else None  # its evaluation is already in the log
 n_params = raw_model.get_num_params()
@@ -287,7 +289,7 @@ def save(name):
         'model': raw_model.state_dict(), 'model_type': model_type, 'model_args': model_args,
         'optimizers': [opt.state_dict() for opt in optimizers], 'scaler': scaler.state_dict(),
         'iter_num': iter_num, 'best_val_loss': best_val_loss, 'train_time': train_time,
-        'config': config, 'meta': meta, 'rng_state': {'data': data_rng.get_state()},
+        'config': config, 'meta': meta, 'rng_state': {'data': data_rng.get_state()}, 'wandb_run_id': wandb_run_id,
     }, os.path.join(out_dir, name))
 
 
@@ -337,7 +339,10 @@ def get_lr(it):
 
 
 if wandb_log and rt.master_process and not eval_only:
-    wandb.init(project=wandb_project, name=wandb_run_name, config=config, resume='allow')
+    # a fresh run gets a new id from wandb (None); wandb's step is the iteration, so a resumed run
+    # appends where its checkpoint left off (a killed run's points past it keep their steps: wandb drops repeats)
+    wandb_run_id = wandb.init(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id,
+                              resume='allow').id
 if rt.master_process and not eval_only:  # what ran, and what each 'auto' was decided from
     log_json({'event': 'runtime', 'iter': iter_num, 'device': rt.device, 'dtype': rt.dtype, 'compile': rt.compile,
               'world_size': rt.world_size, 'auto': rt.auto})
@@ -393,9 +398,10 @@ while True:
                           'lr': lr_scale * learning_rate, 'train_time': train_time, 'tokens': iter_num * tokens_per_iter,
                           'diagnostics': diagnostics})
                 if wandb_log:
-                    wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
-                               'lr': lr_scale * learning_rate, 'mfu': running_mfu * 100,
-                               **{f'diagnostics/{k}/layer{i}': v for k, vs in diagnostics.items() for i, v in enumerate(vs)}})
+                    # lr comes with the training log (at this step it is the last step's lr, as in log.jsonl)
+                    wandb.log({'train/loss': losses['train'], 'val/loss': losses['val'],
+                               **{f'diagnostics/{k}/layer{i}': v for k, vs in diagnostics.items() for i, v in enumerate(vs)}},
+                              step=iter_num)
                 # a new best is written as ckpt_best.pt first, then linked as ckpt.pt: killed in between,
                 # ckpt.pt is the previous eval's, whose best_val_loss ckpt_best.pt beats, so at every
                 # instant the best model any checkpoint has seen is on disk
@@ -461,6 +467,12 @@ while True:
                   f"mfu {'n/a' if running_mfu < 0 else f'{running_mfu * 100:.2f}%'}")
             log_json({'event': 'train', 'iter': iter_num, 'loss': lossf, 'lr': lr_scale * learning_rate,
                       'grad_norm': grad_norm.item(), 'dt': dt, 'tokens_per_s': tokens_per_iter / dt})
+            if wandb_log:
+                wandb.log({'train/step_loss': lossf, 'lr': lr_scale * learning_rate, 'grad_norm': grad_norm.item(),
+                           'tokens_per_s': tokens_per_iter / dt, **({'mfu': running_mfu * 100} if running_mfu >= 0 else {})},
+                          step=iter_num)
         window = (iter_num, train_time)
 
+if wandb_log and rt.master_process and not eval_only:
+    wandb.finish()
 runtime.teardown(rt)

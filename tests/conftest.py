@@ -17,11 +17,12 @@ TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_
         '--compile=False', '--eval_iters=4', '--log_interval=1', '--warmup_iters=5']
 
 
-def run_script(script, *args, cwd=ROOT, check=True, torchrun=0, timeout=300):
-    """Run a repo script in a fresh interpreter; returns the CompletedProcess (text output)."""
+def run_script(script, *args, cwd=ROOT, check=True, torchrun=0, timeout=300, env=None):
+    """Run a repo script in a fresh interpreter; returns the CompletedProcess (text output).
+    env: variables set on top of this process's environment."""
     launcher = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={torchrun}'] \
         if torchrun else [sys.executable]
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = {**os.environ, 'PYTHONPATH': ROOT, 'OMP_NUM_THREADS': '1', **(env or {})}
     proc = subprocess.run(launcher + [os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

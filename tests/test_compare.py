@@ -1,6 +1,8 @@
 """compare.py as a user runs it: arms x seeds through train.py, then CSVs, plots and the table;
 and its statistics against a hand computation."""
 import csv
+import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -68,6 +70,24 @@ def test_summarize_existing_runs(comparison, tmp_path):
     assert [(r['arm'], r['seed']) for r in runs] == [('baseline', '1'), ('baseline', '2'), ('polyak', '1'), ('polyak', '2')]
     assert [float(r['val_at_steps']) for r in runs[:2]] == at_equal_steps(out, 'baseline')
     assert (tmp_path / 'curves.png').exists() and '| polyak (2) |' in proc.stdout
+    assert 'acc' not in (tmp_path / 'table.md').read_text()  # no run was evaluated: no downstream columns
+
+
+def test_downstream_scores_join_the_losses(comparison, tmp_path):
+    """A run evaluated by eval.py (its eval.json, as eval.py writes it) gets its scores in runs.csv,
+    their mean over the evaluated seeds in summary.csv, and a column in the table."""
+    out, _ = comparison
+    shutil.copytree(out / 'baseline', tmp_path / 'runs' / 'baseline')
+    results = {'tiny_mc': {'acc,none': 0.625, 'acc_stderr,none': 0.18, 'acc_norm,none': 0.5, 'sample_len': 8}}
+    (tmp_path / 'runs' / 'baseline' / 'seed1' / 'eval.json').write_text(json.dumps({'results': results}))
+    proc = run_script('compare.py', '--summarize', str(tmp_path / 'runs'), f'--out_dir={tmp_path}')
+    runs = read_csv(tmp_path / 'runs.csv')
+    assert [(r['seed'], r['tiny_mc acc'], r['tiny_mc acc_norm']) for r in runs] == [('1', '0.625', '0.5'), ('2', '', '')]
+    summary = read_csv(tmp_path / 'summary.csv')[0]
+    assert (float(summary['tiny_mc acc']), float(summary['tiny_mc acc_std'])) == (0.625, 0.0)
+    header, _, row = (tmp_path / 'table.md').read_text().splitlines()
+    assert header.endswith('| tokens/s | tiny_mc acc | tiny_mc acc_norm |')
+    assert row.endswith('| 0.6250 +- 0.0000 | 0.5000 +- 0.0000 |') and row in proc.stdout
 
 
 def test_matched_width_is_the_closest_baseline():
@@ -83,7 +103,8 @@ def test_matched_width_is_the_closest_baseline():
 def fake_run(arm, seed, vals, iters=(0, 10, 20), diverged=False):
     vals = np.array(vals, float)
     return dict(arm=arm, seed=seed, iters=np.array(iters, float), times=np.array(iters, float) / 10, vals=vals,
-                trains=vals - 0.1, diverged=diverged, tokens_per_s=100.0, params_total=1, params_non_embedding=1)
+                trains=vals - 0.1, diverged=diverged, tokens_per_s=100.0, params_total=1, params_non_embedding=1,
+                downstream={})
 
 
 def test_paired_differences_equal_a_hand_computation():

@@ -4,7 +4,6 @@ config with what its command line changes, or refuses; an out_dir is one live ru
 save or run, Ctrl-C or a torn log line leaves nothing behind that misleads, and never loses the
 best model. See README, "Guarantees"."""
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -125,8 +124,6 @@ CASES = [
     (TRAIN, ['--data_root={bad}', '--dataset=tokenizer'], 1, "names the tokenizer 'sentencepiece', which this repo "
                                                            "does not have"),
     (TRAIN, ['--data_root={bad}', '--dataset=nothing'], 1, 'meta.json not found: prepare the dataset first'),
-    pytest.param(TRAIN, ['--wandb_log=True', '--max_iters=0'], 1, 'wandb_log=True needs the wandb package',
-                 marks=pytest.mark.skipif(importlib.util.find_spec('wandb') is not None, reason='wandb is installed')),
     ('sample.py', ['--top_k=0'], 2, 'top_k=0: must be None (all tokens) or an integer >= 1'),
     ('sample.py', ['--top_k=-3'], 2, 'top_k=-3'),
     ('sample.py', ['--temperature=-1'], 2, 'temperature=-1.0: must be 0 (greedy) or a finite number >= 1e-3'),

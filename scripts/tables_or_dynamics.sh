@@ -29,20 +29,23 @@ BPE="$DATA --dataset=pysrc --block_size=64 --batch_size=8 --eval_iters=10 --log_
 CMP="python compare.py --reuse"
 ARMS_2X2="baseline tables nesterov_tied nesterov"
 
-# the AdamW rate sweep (min_lr = lr/10, as at the default 1e-3; 4e-3 was added once the baseline's
-# best came out at 2e-3, the grid's edge) and the Muon one (AdamW stays at
-# 1e-3 on the tables, norms and scalars; every group decays to 0.1x its peak)
+# the AdamW rate sweep (min_lr = lr/10, as at the default 1e-3; 4e-3 and then 8e-3 were added
+# when the baseline's best came out at the grid's top edge, 2e-3 and then 4e-3) and the Muon one (AdamW stays at
+# 1e-3 on the tables, norms and scalars; every group decays to 0.1x its peak; 0.005 was added once
+# nesterov's best came out at 0.01, the grid's edge)
 adamw_sweep() {
   $CMP --arms base_lr5e-4=baseline,learning_rate=5e-4,min_lr=5e-5 base_lr1e-3=baseline \
       base_lr2e-3=baseline,learning_rate=2e-3,min_lr=2e-4 nest_lr5e-4=nesterov,learning_rate=5e-4,min_lr=5e-5 \
       nest_lr1e-3=nesterov nest_lr2e-3=nesterov,learning_rate=2e-3,min_lr=2e-4 \
       base_lr4e-3=baseline,learning_rate=4e-3,min_lr=4e-4 nest_lr4e-3=nesterov,learning_rate=4e-3,min_lr=4e-4 \
+      base_lr8e-3=baseline,learning_rate=8e-3,min_lr=8e-4 nest_lr8e-3=nesterov,learning_rate=8e-3,min_lr=8e-4 \
       --seeds 1 --out_dir=$OUT/sweep_adamw $BYTES $L2000
 }
 muon_sweep() {
   $CMP --arms base_mlr0.01=baseline,muon_lr=0.01 base_mlr0.02=baseline,muon_lr=0.02 \
       base_mlr0.04=baseline,muon_lr=0.04 nest_mlr0.01=nesterov,muon_lr=0.01 nest_mlr0.02=nesterov,muon_lr=0.02 \
-      nest_mlr0.04=nesterov,muon_lr=0.04 --seeds 1 --out_dir=$OUT/sweep_muon $BYTES $L2000 --optimizer=muon
+      nest_mlr0.04=nesterov,muon_lr=0.04 base_mlr0.005=baseline,muon_lr=0.005 nest_mlr0.005=nesterov,muon_lr=0.005 \
+      --seeds 1 --out_dir=$OUT/sweep_muon $BYTES $L2000 --optimizer=muon
 }
 
 # the best rate of an arm family in a sweep: the lowest final validation loss (seed 1)

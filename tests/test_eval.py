@@ -74,7 +74,7 @@ def test_harness_accuracy_equals_a_hand_computation(evaluated):
     (['--tasks=tiny_mcc'], 2, "unknown task 'tiny_mcc' (did you mean 'tiny_mc'?)"),
     (['--tasks=no_data'], 1, 'the data of task(s) no_data is not available here (FileNotFoundError'),
     (['--tasks=hub_task'], 1, 'the data of task(s) hub_task is not available here'),
-    (['--ckpt_name=weights.pt'], 1, "is not a checkpoint of this repo (missing ['model', 'model_args', 'model_type'])"),
+    (['--ckpt_name=weights.pt'], 1, 'lacks model, model_args, model_type'),
 ])
 def test_bad_input_is_one_line(evaluated, tmp_path, args, code, message):
     out, _, _ = evaluated

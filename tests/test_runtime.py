@@ -118,7 +118,7 @@ def test_the_step_key_names_everything_that_changes_the_compute():
     # the initial values of the learned scalars do not change the compute
     assert runtime.step_key(runtime.Step('nesterov', dict(nesterov.model_args, mu_init=0.9, gamma_init=1.0), 8, 'adamw'),
                             'float32', 'cpu') == key
-    changed = [dict(splitting='euler'), dict(momentum='polyak'), dict(velocity_norm='per_substep'),
+    changed = [dict(splitting='euler'), dict(momentum='polyak'), dict(velocity_norm='shared'),
                dict(velocity_init='zero'), dict(n_layer=3), dict(n_head=4), dict(n_embd=64), dict(block_size=16),
                dict(vocab_size=512), dict(dropout=0.1), dict(bias=True)]
     keys = {runtime.step_key(runtime.Step('nesterov', dict(nesterov.model_args, **c), 8, 'adamw'), 'float32', 'cpu')

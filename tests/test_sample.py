@@ -47,7 +47,7 @@ def test_the_seed_sets_the_samples_with_or_without_the_cache(trained):
     the tokens': dropout is off); another seed gives other samples."""
     a, b = (text(sample(trained, f'--seed={s}', '--num_samples=1', '--start=def ')) for s in (1, 2))
     assert a != b
-    assert text(sample(trained, '--seed=1', '--num_samples=1', '--start=def ', '--kv_cache=False')) == a
+    assert text(sample(trained, '--seed=1', '--num_samples=1', '--start=def ', '--use_cache=False')) == a
 
 
 def test_prompt_from_file_and_last_checkpoint(trained, tmp_path):
@@ -132,7 +132,7 @@ def test_generation_leaves_no_state_behind(model_type):
     prompt = torch.tensor([[3, 1, 4, 1, 5]])
     for max_new_tokens in (6, 20):  # 11 tokens fit in block_size 16; 25 slide the window
         torch.manual_seed(0)
-        net.generate(prompt, max_new_tokens, temperature=1.0, kv_cache=True)
+        net.generate(prompt, max_new_tokens, temperature=1.0, use_cache=True)
         for name, module in net.named_modules():
             state = {k: v for k, v in vars(module).items() if k not in ('_parameters', '_buffers', '_modules')}
             assert tensors_in(state) == [], f'{name or "model"} keeps {[k for k in state if tensors_in(state[k])]}'

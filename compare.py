@@ -38,7 +38,7 @@ import torch
 from arms import ARMS
 from checkpoint import load_checkpoint, read_log
 from configurator import EXIT_DIVERGED, UserError, exit_on_user_error
-from model_nesterov import build_model
+from model_nesterov import count_params
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 METRICS = ['best_val', 'final_val', 'final_train', 'val_at_steps', 'train_at_steps', 'val_at_time', 'tokens_per_s']
@@ -65,13 +65,6 @@ def arm_argv(spec, common):
                             f"a config file (*.py) or key=value", exit_code=2)
     common_files = [a for a in common if not a.startswith('--')]
     return name, common_files + files + [a for a in common if a.startswith('--')] + overrides, target
-
-
-def count_params(model_type, model_args):
-    """(total, non-embedding) parameters, built on the meta device: no memory, no init time."""
-    with torch.device('meta'):
-        model = build_model(model_type, model_args)
-    return model.get_num_params(False), model.get_num_params(True)
 
 
 def matched_width(model_args, target):

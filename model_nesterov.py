@@ -310,6 +310,14 @@ def build_model(model_type, model_args):
     return MODEL_TYPES[model_type][1](model_config(model_type, model_args))
 
 
+def count_params(model_type, model_args):
+    """(total, non-embedding) parameters of the model a config describes, built on the meta
+    device: no memory, no init time."""
+    with torch.device('meta'):
+        model = build_model(model_type, model_args)
+    return model.get_num_params(False), model.get_num_params(True)
+
+
 def model_arg_names(model_type):
     return list(MODEL_TYPES[model_type][0].__dataclass_fields__)
 

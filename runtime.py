@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from configurator import UserError
-from model_nesterov import build_model, model_config
+from model_nesterov import build_model, count_params, model_config
 
 # Dense peak FLOP/s from vendor datasheets (no sparsity): (bf16/fp16 tensor cores, fp32 non-tensor).
 # Matched against torch.cuda.get_device_name(); the first match wins, so specific names come first.
@@ -277,17 +277,22 @@ def flops_per_token(n_params, n_layer, n_head, n_embd, block_size):
     return 6 * n_params + 12 * n_layer * n_head * (n_embd // n_head) * block_size
 
 
-def train_memory_bytes(n_layer, n_head, n_embd, block_size, batch_size, vocab_size, eval_iters, dtype, tables):
+def train_memory_bytes(model_type, model_args, batch_size, eval_iters, dtype):
     """A low estimate of the memory a training run allocates on each rank: weights, gradients and
-    two optimizer moments in float32 (16 bytes a parameter), the activations of one micro-batch
-    (Korthikanti et al. 2022: 34 C + 5 H T bytes a token a layer in 16 bits, twice that in
-    float32; the logits and their gradient), and the evaluation's window offsets. tables: the
-    nesterov model's velocity tables (a second token and position table)."""
-    params = 12 * n_layer * n_embd ** 2 + (vocab_size + block_size) * n_embd * (2 if tables else 1)
+    two optimizer moments in float32 (16 bytes a parameter, counted on the model itself, so every
+    arm's tables are in), the activations of one micro-batch (Korthikanti et al. 2022: 34 C + 5 H T
+    bytes a token a layer in 16 bits, twice that in float32; the logits and their gradient), and
+    the evaluation's window offsets."""
+    n_layer, n_head, n_embd = model_args['n_layer'], model_args['n_head'], model_args['n_embd']
+    # every layer holds the same parameters, so two small models give the count without building
+    # n_layer layers (a million of them would take minutes even on the meta device)
+    one, two = (count_params(model_type, {**model_args, 'n_layer': n})[0] for n in (1, 2))
+    n_params = one + (n_layer - 1) * (two - one)
+    block_size, vocab_size = model_args['block_size'], model_args['vocab_size']
     width = 2 if dtype in ('bfloat16', 'float16') else 4
     tokens = batch_size * block_size
     activations = tokens * n_layer * (34 * n_embd + 5 * n_head * block_size) * width // 2 + 3 * tokens * vocab_size * 4
-    return 16 * params + activations + 16 * eval_iters * batch_size
+    return 16 * n_params + activations + 16 * eval_iters * batch_size
 
 
 def available_memory(device):

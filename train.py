@@ -159,8 +159,9 @@ if not 0 <= seed < 2 ** 64:  # torch's generators take 64 bits
 data_dir = os.path.join(data_root, dataset)
 if vocab_size is None and os.path.exists(os.path.join(data_dir, 'meta.json')):
     vocab_size = config['vocab_size'] = loader.model_vocab_size(loader.read_meta(data_dir))
-need = runtime.train_memory_bytes(n_layer, n_head, n_embd, block_size, batch_size, vocab_size or 256, eval_iters,
-                                  dtype, model_type == 'nesterov' and velocity_init == 'embedding')
+model_args = {k: config[k] for k in model_arg_names(model_type)}  # vocab_size may still wait for the data
+need = runtime.train_memory_bytes(model_type, {**model_args, 'vocab_size': vocab_size or 256}, batch_size,
+                                  eval_iters, dtype)
 free = runtime.available_memory(device)
 if free is not None and need > free:
     raise UserError(f"this run needs at least {need / 2**30:,.1f} GiB (weights, optimizer, activations) but "
@@ -192,7 +193,7 @@ splits = {split: loader.open_split(data_dir, split, block_size, vocab_size, meta
 
 # model and optimizer ----------------------------------------------------------
 torch.manual_seed(seed)  # same seed, same initial weights on every rank and in every arm
-model_args = {k: config[k] for k in model_arg_names(model_type)}
+model_args['vocab_size'] = vocab_size  # known now, from the data
 raw_model = build_model(model_type, model_args)  # the plain module: checkpoints and diagnostics read it
 # 'auto' decided for this run's own step: its model, micro-batch and optimizer (runtime.py)
 rt = runtime.decide(rt, runtime.Step(model_type, model_args, batch_size, optimizer), iters=max_iters)

@@ -182,3 +182,21 @@ def test_cpu_peak_flops_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert 1e8 < peak < 1e14
     monkeypatch.setattr(runtime, 'best_seconds', lambda *a, **k: pytest.fail('measured twice'))
     assert rt.peak_flops() == peak
+
+
+@pytest.mark.parametrize('arm, extra_tables', [
+    (dict(momentum='nesterov'), True), (dict(momentum='gd', table_skip=True), True),
+    (dict(momentum='nesterov', velocity_init='tied'), False), (dict(momentum='gd'), False),
+])
+def test_memory_estimate_counts_each_arms_own_parameters(arm, extra_tables):
+    """The estimate's weight term is 16 bytes a parameter of the model itself: an arm with the
+    velocity tables (nesterov, the tables control) is charged for them, one without is not; the
+    count, taken from 1- and 2-layer models, is exact at 5 layers."""
+    base = dict(TINY_ARGS, n_layer=5)
+    args = dict(base, **arm)
+    gpt = runtime.train_memory_bytes('gpt', base, 8, 2, 'float32')
+    other = runtime.train_memory_bytes('nesterov', args, 8, 2, 'float32')
+    extra = 16 * (runtime.count_params('nesterov', args)[0] - runtime.count_params('gpt', base)[0])
+    assert other - gpt == extra
+    tables = (base['vocab_size'] + base['block_size']) * base['n_embd']
+    assert (extra >= 16 * tables) == extra_tables

@@ -1,8 +1,9 @@
 """
 A small mutation check of the tests of train.py, loader.py and sample.py: each mutation is one
 realistic one-line defect, put into a temporary copy of the repo, and it is caught when the test
-files related to its file fail there (pytest -x: the first failure ends the run). Prints each
-mutation as caught or missed, and the score.
+files related to its file fail there (pytest -x: the first failure ends the run). First the
+unmutated copy runs as the control: it must pass, or a failure would say nothing about a mutation.
+Prints each mutation as caught (with the first test that failed) or missed, and the score.
 
 $ python scripts/mutation_check.py                 # all of them (long: test_train.py per mutation)
 $ python scripts/mutation_check.py --only 3 7      # some of them, by number
@@ -89,16 +90,17 @@ def repo_files():
 
 
 def run_mutation(file, old, new, tests, timeout):
-    """'caught' or 'missed' (or 'invalid: ...' when the mutation does not apply) and the seconds it took."""
+    """'caught' or 'missed' (or 'invalid: ...' when the mutation does not apply), the first test that
+    failed ('' if none) and the seconds it took. old=new=None runs the unmutated copy: the control."""
     with open(os.path.join(ROOT, file)) as f:
         source = f.read()
-    if source.count(old) != 1:
-        return f'invalid: {old!r} occurs {source.count(old)} times in {file}', 0.0
-    mutated = source.replace(old, new)
+    if old is not None and source.count(old) != 1:
+        return f'invalid: {old!r} occurs {source.count(old)} times in {file}', '', 0.0
+    mutated = source if old is None else source.replace(old, new)
     try:
         compile(mutated, file, 'exec')
     except SyntaxError as e:
-        return f'invalid: {e}', 0.0
+        return f'invalid: {e}', '', 0.0
     with tempfile.TemporaryDirectory(prefix='mutation-') as copy:
         for f in repo_files():
             os.makedirs(os.path.dirname(os.path.join(copy, f)), exist_ok=True)
@@ -110,9 +112,11 @@ def run_mutation(file, old, new, tests, timeout):
             proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-x', '-n0', '-p', 'no:cacheprovider', *tests],
                                   cwd=copy, capture_output=True, text=True, timeout=timeout)
             verdict = 'missed' if proc.returncode == 0 else 'caught'
+            failed = next((line.split()[1] for line in proc.stdout.splitlines() if line.startswith(('FAILED ', 'ERROR '))),
+                          '')
         except subprocess.TimeoutExpired:
-            verdict = 'caught (timeout)'  # a hang is a failure a user sees
-        return verdict, time.perf_counter() - t0
+            verdict, failed = 'caught (timeout)', ''  # a hang is a failure a user sees
+        return verdict, failed, time.perf_counter() - t0
 
 
 def main():
@@ -126,11 +130,18 @@ def main():
         for i, (file, _, _, what) in chosen:
             print(f'{i:>2} {file}: {what}')
         return
+    # the control: the unmutated copy must pass every test file that judges, or a 'caught' says nothing
+    tests = list(dict.fromkeys(t for _, (file, *_) in chosen for t in RELATED[file]))
+    verdict, failed, seconds = run_mutation(chosen[0][1][0], None, None, tests, args.timeout)
+    print(f' 0 {"control" if verdict == "missed" else "FAILED"}  the unmutated copy against {" ".join(tests)} '
+          f'({seconds:.0f} s){" fails " + failed if failed else ""}', flush=True)
+    if verdict != 'missed':
+        sys.exit(f'error: the unmutated copy fails {failed or " ".join(tests)}: fix that before judging mutations')
     caught = 0
     for i, (file, old, new, what) in chosen:
-        verdict, seconds = run_mutation(file, old, new, RELATED[file], args.timeout)
+        verdict, failed, seconds = run_mutation(file, old, new, RELATED[file], args.timeout)
         caught += verdict.startswith('caught')
-        print(f'{i:>2} {verdict:<8} {file}: {what} ({seconds:.0f} s)', flush=True)
+        print(f'{i:>2} {verdict:<8} {file}: {what} ({seconds:.0f} s){" by " + failed if failed else ""}', flush=True)
     print(f'score: {caught} of {len(chosen)} caught')
 
 

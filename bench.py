@@ -10,7 +10,7 @@ $ python bench.py --shape=gpt2 --compile=True      # GPT-2 small (12/12/768, blo
 $ python bench.py --arms=baseline,nesterov_euler --sample_tokens=500   # + tokens/s sampling 500 tokens
 $ python bench.py --auto_check=True --arms=baseline   # fp32/bf16 x eager/compiled against what 'auto' picks
 $ python bench.py --arms=baseline,nesterov --bench_iters=0 --sample_tokens=500 [--shape=gpt2 --dataset=random]
-                                                   # the KV cache's speed-up alone (README's table)
+                                                   # the KV cache's speed-up alone (docs/measurements.md)
 
 Speed is measured side by side: one process builds every arm and times them step by step in
 turn, alternating the order, so a neighbour's load or a change of clock speed, which on a shared

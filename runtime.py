@@ -11,9 +11,9 @@ its optimizer).
     compile: 'auto' | True | False
 
 On CUDA, 'auto' is bf16 autocast (fp16 with a GradScaler where the GPU lacks bf16) and
-torch.compile. On the CPU no flag tells which is faster: bf16 autocast was 2.5x faster than fp32
-on one Xeon of ours and 2.3x slower on another that reports AVX512-BF16, and a stand-in matmul
-does not tell what the whole step costs. So 'auto' times a few steps of the run's own model,
+torch.compile. On the CPU no flag tells which is faster: bf16 autocast has been much faster than
+fp32 on one CPU of ours and much slower on another that reports AVX512-BF16 (docs/measurements.md),
+and a stand-in matmul does not tell what the whole step costs. So 'auto' times a few steps of the run's own model,
 micro-batch and optimizer in both precisions, and for compile reads what bench.py measured for
 the same step (step_key() names a step for both). Each measurement is cached per machine and
 torch version in ~/.cache/yuriiformer/; decide() prints one line per choice saying why, and

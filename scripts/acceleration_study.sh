@@ -10,7 +10,9 @@ set -euo pipefail
 OUT=${1:?usage: scripts/acceleration_study.sh OUT_DIR}
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1  # one run per core
-DATA="--data_root=$OUT/data --dtype=float32 --compile=False"
+# one LN_v per block: train.py's default when A-E ran (the paper's per-substep LN_v is the default
+# since); per-arm values (B's per_substep arm) still override it
+DATA="--data_root=$OUT/data --dtype=float32 --compile=False --velocity_norm=shared"
 BYTES="$DATA --block_size=64 --batch_size=12 --eval_iters=20 --log_interval=25"
 L2000="--max_iters=2000 --lr_decay_iters=2000 --warmup_iters=100 --eval_interval=100"
 

@@ -14,7 +14,7 @@ baseline, gd, polyak, nesterov and their *_euler variants, tables (the velocity 
 the dynamics) and nesterov_tied (the dynamics without the tables)), a config file (*.py) or
 key=value.
 `matched` (or matched:ARM) is the baseline widened to the parameter count of the largest other
-arm (or of ARM), read off that arm's first checkpoint, since the velocity tables add parameters
+arm (or of ARM), read off that arm's first checkpoint (or its compare.json, which keeps those counts), since the velocity tables add parameters
 and a gain must be attributable; list it after the arm it matches. Any other --key=value goes to
 every train.py run. Run k of every arm uses --seed=k: the same initial weights of shared modules
 and the same data order. Budgets: --max_iters (steps), or --max_time (seconds of training, eval
@@ -82,7 +82,8 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     paused run, distorts least); with time_axis a dict {arm: seconds per step}, its step times
     that arm's cost measured elsewhere (step_times())."""
     marker = os.path.join(run_dir, 'compare.json')
-    diverged = os.path.exists(marker) and json.load(open(marker)).get('diverged', False)
+    state = json.load(open(marker)) if os.path.exists(marker) else {}
+    diverged = state.get('diverged', False)
     records = read_log(os.path.join(run_dir, 'log.jsonl'))
     evals = [r for r in records if r['event'] == 'eval']
     if not evals:
@@ -102,12 +103,22 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
                tokens_per_s=float(np.median(speeds)) if speeds else np.nan,
                diagnostics=evals[-1].get('diagnostics', {}), params_total=None, params_non_embedding=None,
                downstream=read_downstream(run_dir))
-    ckpt_path = os.path.join(run_dir, 'ckpt.pt')
-    if os.path.exists(ckpt_path):  # mmap: a GPT-2 checkpoint's tensors are not read for the model args
-        ckpt = load_checkpoint(ckpt_path, mmap=True)
-        run['params_total'], run['params_non_embedding'] = count_params(ckpt['model_type'], ckpt['model_args'])
-        run['model_args'] = ckpt['model_args']
+    # the checkpoint, or what run_train copied of it into the marker (kept records have no checkpoint)
+    run.update(model_facts(run_dir) or {k: state[k] for k in MODEL_FACTS if k in state})
     return run
+
+
+MODEL_FACTS = ('model_args', 'params_total', 'params_non_embedding')
+
+
+def model_facts(run_dir):
+    """What the tables need of a run's checkpoint: its model args and parameter counts ({} without one)."""
+    ckpt_path = os.path.join(run_dir, 'ckpt.pt')
+    if not os.path.exists(ckpt_path):
+        return {}
+    ckpt = load_checkpoint(ckpt_path, mmap=True)  # mmap: a GPT-2 checkpoint's tensors are not read for this
+    total, non_embedding = count_params(ckpt['model_type'], ckpt['model_args'])
+    return dict(model_args=ckpt['model_args'], params_total=total, params_non_embedding=non_embedding)
 
 
 def read_downstream(run_dir):
@@ -369,6 +380,9 @@ def run_train(name, seed, argv, run_dir, reuse):
     same = reuse and state.get('argv') == full[1:]
     if same and state.get('finished', True):  # markers older than 'finished' were written at the end
         print(f"{name} seed {seed}: reusing {run_dir}")
+        if 'params_total' not in state and model_facts(run_dir):  # a marker written before it held them
+            with open(marker, 'w') as f:
+                json.dump({**state, **model_facts(run_dir)}, f)
         return
     resume = same and os.path.exists(os.path.join(run_dir, 'ckpt.pt'))
     os.makedirs(run_dir, exist_ok=True)
@@ -383,8 +397,8 @@ def run_train(name, seed, argv, run_dir, reuse):
     if proc.returncode not in (0, EXIT_DIVERGED):
         tail = open(os.path.join(run_dir, 'train.log')).read().splitlines()[-1:] or ['']
         raise UserError(f"{name} seed {seed} failed (exit code {proc.returncode}, {run_dir}/train.log): {tail[-1]}")
-    with open(marker, 'w') as f:
-        json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged}, f)
+    with open(marker, 'w') as f:  # with the model facts, so the run's records alone still give its size
+        json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged, **model_facts(run_dir)}, f)
 
 
 def main():

@@ -2,6 +2,7 @@
 and its statistics against a hand computation."""
 import csv
 import json
+import os
 import shutil
 import subprocess
 
@@ -10,7 +11,7 @@ import pytest
 
 import compare
 from configurator import EXIT_DIVERGED
-from conftest import TINY, run_script
+from conftest import ROOT, TINY, run_script
 
 ARMS = ['baseline', 'copy=baseline', 'gd', 'polyak']
 SEEDS = ['1', '2']
@@ -222,3 +223,32 @@ def test_per_seed_calls_share_an_out_dir_and_a_different_comparison_is_refused(t
     assert proc.returncode == 2 and proc.stderr.startswith('error: ') and len(proc.stderr.strip().splitlines()) == 1
     assert 'holds a comparison run with the flags' in proc.stderr
     assert (tmp_path / 'baseline' / 'seed1' / 'log.jsonl').read_bytes() == log
+
+
+def test_kept_run_records_let_a_fresh_machine_continue_the_study(tmp_path, data_root):
+    """scripts/study_runs.sh keeps the records of finished runs (no checkpoints); restored into the
+    same out_dir, compare.py --reuse skips those runs, sizes the matched arm from the kept parameter
+    counts, and ends with the same losses; an unfinished run is not kept, and a restore never
+    replaces a file already there."""
+    out, kept = tmp_path / 'cmp', tmp_path / 'kept'
+    args = ['--arms', 'baseline', 'nesterov', 'matched', '--seeds', '1', f'--out_dir={out}', f'--data_root={data_root}',
+            *TINY, '--max_iters=4', '--eval_interval=2']
+    run_script('compare.py', *args)
+    losses = [(r['arm'], r['iter'], r['val_loss']) for r in read_csv(out / 'curves.csv')]
+    marker = out / 'baseline' / 'seed1' / 'compare.json'
+    marker.write_text(marker.read_text().replace('"finished": true', '"finished": false'))
+    script = os.path.join(ROOT, 'scripts', 'study_runs.sh')
+    subprocess.run([script, 'keep', str(out), str(kept)], check=True, capture_output=True)
+    assert sorted(p.name for p in (kept / 'nesterov' / 'seed1').iterdir()) == ['compare.json', 'log.jsonl', 'train.log']
+    assert not (kept / 'baseline').exists()
+    shutil.rmtree(out)
+    (out / 'nesterov' / 'seed1').mkdir(parents=True)
+    (out / 'nesterov' / 'seed1' / 'train.log').write_text('already here\n')
+    subprocess.run([script, 'restore', str(kept), str(out)], check=True, capture_output=True)
+    assert (out / 'nesterov' / 'seed1' / 'train.log').read_text() == 'already here\n'
+    proc = run_script('compare.py', '--reuse', *args)
+    assert 'baseline seed 1: python train.py' in proc.stdout
+    assert 'nesterov seed 1: reusing' in proc.stdout and 'matched seed 1: reusing' in proc.stdout
+    assert [(r['arm'], r['iter'], r['val_loss']) for r in read_csv(out / 'curves.csv')] == losses
+    bad = subprocess.run([script, 'keep', str(tmp_path / 'missing'), str(kept)], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count('\n') == 1

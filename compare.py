@@ -87,7 +87,8 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
     paused run, distorts least); with time_axis a dict {arm: seconds per step}, its step times
     that arm's cost measured elsewhere (step_times())."""
     marker = os.path.join(run_dir, 'compare.json')
-    diverged = os.path.exists(marker) and json.load(open(marker)).get('diverged', False)
+    state = json.load(open(marker)) if os.path.exists(marker) else {}
+    diverged = state.get('diverged', False)
     records = []
     with open(os.path.join(run_dir, 'log.jsonl')) as f:
         for n, line in enumerate(f, 1):
@@ -113,12 +114,22 @@ def read_run(run_dir, arm, seed, time_axis='measured'):
                vals=np.array([r['val_loss'] for r in evals]), trains=np.array([r['train_loss'] for r in evals]),
                tokens_per_s=float(np.median(speeds)) if speeds else np.nan,
                diagnostics=evals[-1].get('diagnostics', {}), params_total=None, params_non_embedding=None)
-    ckpt_path = os.path.join(run_dir, 'ckpt.pt')
-    if os.path.exists(ckpt_path):  # mmap: a GPT-2 checkpoint's tensors are not read for the model args
-        ckpt = load_checkpoint(ckpt_path, mmap=True)
-        run['params_total'], run['params_non_embedding'] = count_params(ckpt['model_type'], ckpt['model_args'])
-        run['model_args'] = ckpt['model_args']
+    # the checkpoint, or what run_train copied of it into the marker (kept records have no checkpoint)
+    run.update(model_facts(run_dir) or {k: state[k] for k in MODEL_FACTS if k in state})
     return run
+
+
+MODEL_FACTS = ('model_args', 'params_total', 'params_non_embedding')
+
+
+def model_facts(run_dir):
+    """What the tables need of a run's checkpoint: its model args and parameter counts ({} without one)."""
+    ckpt_path = os.path.join(run_dir, 'ckpt.pt')
+    if not os.path.exists(ckpt_path):
+        return {}
+    ckpt = load_checkpoint(ckpt_path, mmap=True)  # mmap: a GPT-2 checkpoint's tensors are not read for this
+    total, non_embedding = count_params(ckpt['model_type'], ckpt['model_args'])
+    return dict(model_args=ckpt['model_args'], params_total=total, params_non_embedding=non_embedding)
 
 
 def run_dirs(dirs):
@@ -316,6 +327,9 @@ def run_train(name, seed, argv, run_dir, reuse):
     same = reuse and state.get('argv') == full[1:]
     if same and state.get('finished', True):  # markers older than 'finished' were written at the end
         print(f"{name} seed {seed}: reusing {run_dir}")
+        if 'params_total' not in state and model_facts(run_dir):  # a marker written before it held them
+            with open(marker, 'w') as f:
+                json.dump({**state, **model_facts(run_dir)}, f)
         return
     resume = same and os.path.exists(os.path.join(run_dir, 'ckpt.pt'))
     os.makedirs(run_dir, exist_ok=True)
@@ -332,8 +346,8 @@ def run_train(name, seed, argv, run_dir, reuse):
         diverged = 'non-finite' in tail[-1]  # a run that diverges is a result, not an error
         if not diverged:
             raise UserError(f"{name} seed {seed} failed ({run_dir}/train.log): {tail[-1]}")
-    with open(marker, 'w') as f:
-        json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged}, f)
+    with open(marker, 'w') as f:  # with the model facts, so the run's records alone still give its size
+        json.dump({'argv': full[1:], 'finished': True, 'diverged': diverged, **model_facts(run_dir)}, f)
 
 
 def main():

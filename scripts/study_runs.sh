@@ -4,6 +4,10 @@
 # compare.json says it finished with the same arguments, and the summaries read only log.jsonl.
 # Checkpoints are not kept (10 MB a run); a run that had not finished starts again from step 0.
 # The arguments in compare.json hold OUT_DIR's absolute path: restore into the same OUT_DIR.
+# Machines differ in their float kernels (the same run agrees to 4 decimals across two of ours at
+# small learning rates, not bit for bit), so keep writes machine.txt into each run it keeps for
+# the first time: the machine it finished on (keep before a session ends, on the machine that ran
+# the runs). Paired differences are cleanest between runs of one machine.
 #
 # Usage: scripts/study_runs.sh keep OUT_DIR DIR       finished runs of OUT_DIR -> DIR
 #        scripts/study_runs.sh restore DIR OUT_DIR    DIR -> OUT_DIR (files already there are kept)
@@ -17,8 +21,11 @@ mkdir -p "$TO"
 cd "$FROM"
 if [ "$MODE" = keep ]; then
   # a run directory counts when its marker says finished; comparison.json names each out_dir's arms
+  machine="$(date -u +%F) $(lscpu | sed -n 's/^Model name:\s*//p; s/^CPU family:\s*/family /p; s/^Model:\s*/model /p' \
+      | paste -sd' ') $(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | paste -sd' ')"
   { grep -rl --include=compare.json '"finished": true' . | while read -r m; do
-      d=$(dirname "$m"); for f in compare.json log.jsonl train.log; do [ -f "$d/$f" ] && echo "$d/$f"; done
+      d=$(dirname "$m"); [ -f "$d/machine.txt" ] || echo "$machine" > "$d/machine.txt"
+      for f in compare.json log.jsonl train.log machine.txt; do [ -f "$d/$f" ] && echo "$d/$f"; done
     done
     find . -name comparison.json; find . -maxdepth 1 -name '*_stream.log'; } | sort | tar -cf - -T - | tar -xf - -C "$TO"
 else

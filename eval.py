@@ -6,7 +6,8 @@ $ python eval.py --out_dir=out-owt-nesterov --tasks=hellaswag,arc_easy,lambada_o
 $ python eval.py --out_dir=out --task_dir=tests/eval_tasks --tasks=tiny_mc   # a task of your own, offline
 
 Writes out_dir/eval.json (every metric, per task) and out_dir/eval.md (the harness's table) next
-to the checkpoint; compare.py puts them beside the losses. The harness downloads its tasks'
+to the checkpoint (with --log_samples=True also eval_samples.jsonl: each example's requests and
+our model's answers, one line per example); compare.py puts them beside the losses. The harness downloads its tasks'
 datasets from the Hugging Face hub the first time; offline, only tasks whose data is on disk
 work (task_dir: task YAMLs of your own, e.g. `dataset_path: json` with local data_files).
 
@@ -45,6 +46,7 @@ max_gen_tokens = 256  # generation length when a task does not set max_gen_toks
 seed = 1337
 device = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'  # as in train.py
+log_samples = False  # True: also out_dir/eval_samples.jsonl, every example's requests and our model's answers
 # -----------------------------------------------------------------------------
 configure_globals(globals())
 # -----------------------------------------------------------------------------
@@ -159,7 +161,7 @@ class HarnessModel(LM):
             ids = (self.tok.encode(context) or self.prefix)[-self.block_size:]  # left-truncated
             x = torch.tensor([ids], dtype=torch.long, device=self.rt.device)
             with self.rt.autocast():
-                y = self.model.generate(x, max_new, temperature=temperature, kv_cache=True)
+                y = self.model.generate(x, max_new, temperature=temperature, use_cache=True)
             text = self.tok.decode(y[0, len(ids):].tolist())
             cut = min([text.find(s) for s in until if s in text], default=len(text))
             out.append(text[:cut])
@@ -180,7 +182,7 @@ for t in task_names:
 lm = HarnessModel(model, tok, rt, batch_size, max_gen_tokens)
 try:
     results = lm_eval.simple_evaluate(model=lm, tasks=task_names, task_manager=manager, num_fewshot=num_fewshot,
-                                      limit=limit or None, log_samples=False, random_seed=seed,
+                                      limit=limit or None, log_samples=log_samples, random_seed=seed,
                                       numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
 except (FileNotFoundError, ConnectionError) as e:  # the datasets library's missing file / no network (offline)
     raise UserError(f"the data of task(s) {', '.join(task_names)} is not available here ({type(e).__name__}: "
@@ -194,10 +196,16 @@ report = dict(checkpoint=ckpt_path, model_type=ckpt['model_type'], iter_num=ckpt
                        for t, r in results['results'].items()},
               samples={t: n['effective'] for t, n in results['n-samples'].items()})
 table = make_table(results)
-for name, text in (('eval.json', json.dumps(report, indent=1) + '\n'), ('eval.md', table)):
+outputs = [('eval.json', json.dumps(report, indent=1) + '\n'), ('eval.md', table)]
+if log_samples:  # what each request asked and what the model answered: log-likelihoods, greedy or not, generations
+    outputs.append(('eval_samples.jsonl', ''.join(
+        json.dumps(dict(task=t, doc_id=x['doc_id'], doc=x['doc'], target=x['target'],
+                        requests=[list(a) for a in x['arguments']], responses=x['resps']), default=str) + '\n'
+        for t, samples in results['samples'].items() for x in samples)))
+for name, text in outputs:
     path = os.path.join(out_dir, name)
     with open(path + '.tmp', 'w') as f:
         f.write(text)
     os.replace(path + '.tmp', path)  # a killed run leaves the previous results whole
 print(table)
-print(f"wrote {os.path.join(out_dir, 'eval.json')} and eval.md")
+print(f"wrote {os.path.join(out_dir, 'eval.json')}, " + ', '.join(name for name, _ in outputs[1:]))

@@ -29,19 +29,29 @@ def evaluated(request, tmp_path_factory, data_root):
         data = [f'--data_root={tmp}', '--dataset=bpe', '--model_type=nesterov']
     out = tmp / 'out'
     run_script('train.py', *TINY, *data, '--max_iters=3', '--eval_interval=3', '--dtype=float32', f'--out_dir={out}')
-    proc = run_script('eval.py', f'--out_dir={out}', f'--task_dir={TASK_DIR}', '--tasks=tiny_mc', '--batch_size=5',
-                      '--dtype=float32')
+    proc = run_script('eval.py', f'--out_dir={out}', f'--task_dir={TASK_DIR}', '--tasks=tiny_mc,tiny_gen',
+                      '--batch_size=5', '--dtype=float32', '--log_samples=True')
     return out, json.loads((out / 'eval.json').read_text()), proc
+
+
+def load_model(out):
+    ckpt = load_checkpoint(os.path.join(out, 'ckpt_best.pt'))
+    model = build_model(ckpt['model_type'], ckpt['model_args']).eval()
+    model.load_state_dict(ckpt['model'])
+    return model, get_tokenizer(ckpt['meta']['tokenizer']), ckpt['model_args']['block_size']
+
+
+def samples(out, task):
+    with open(out / 'eval_samples.jsonl') as f:
+        return sorted((r for r in map(json.loads, f) if r['task'] == task), key=lambda r: r['doc_id'])
 
 
 def hand_scores(out):
     """acc and acc_norm of tiny_mc from our model's log-likelihoods, one unbatched forward pass per
-    choice: log p(' ' + choice | question), the pick is the argmax (acc) or the argmax per character of the choice (acc_norm)."""
-    ckpt = load_checkpoint(os.path.join(out, 'ckpt_best.pt'))
-    model = build_model(ckpt['model_type'], ckpt['model_args']).eval()
-    model.load_state_dict(ckpt['model'])
-    tok, block_size = get_tokenizer(ckpt['meta']['tokenizer']), ckpt['model_args']['block_size']
-    hits, hits_norm = [], []
+    choice: log p(' ' + choice | question), the pick is the argmax (acc) or the argmax per character
+    of the choice (acc_norm); and the log-likelihoods, per question and choice."""
+    model, tok, block_size = load_model(out)
+    hits, hits_norm, all_lls = [], [], []
     with open(os.path.join(TASK_DIR, 'tiny_mc.jsonl')) as f:
         docs = [json.loads(line) for line in f]
     for doc in docs:
@@ -56,18 +66,38 @@ def hand_scores(out):
             lls.append(F.log_softmax(logits[0], -1)[torch.arange(len(seq) - 1), y[0]][-n:].sum().item())
         hits.append(int(np.argmax(lls)) == doc['answer'])
         hits_norm.append(int(np.argmax([ll / len(c) for ll, c in zip(lls, doc['choices'])])) == doc['answer'])
-    return np.mean(hits), np.mean(hits_norm), len(docs)
+        all_lls.append(lls)
+    return np.mean(hits), np.mean(hits_norm), len(docs), all_lls
 
 
-def test_harness_accuracy_equals_a_hand_computation(evaluated):
+def test_harness_accuracy_and_log_likelihoods_equal_a_hand_computation(evaluated):
     out, report, proc = evaluated
-    acc, acc_norm, n = hand_scores(out)
+    acc, acc_norm, n, lls = hand_scores(out)
     r = report['results']['tiny_mc']
-    assert report['samples'] == {'tiny_mc': n}
+    assert report['samples'] == {'tiny_mc': n, 'tiny_gen': 4}
+    # every choice's log-likelihood, batched and padded by eval.py, as the unbatched pass gives it
+    logged = [[choice[0][0] for choice in x['responses']] for x in samples(out, 'tiny_mc')]
+    assert len(logged) == n and all(np.allclose(a, b, rtol=0, atol=1e-4) for a, b in zip(logged, lls))
     assert r['acc,none'] == pytest.approx(acc, abs=1e-9) and r['acc_norm,none'] == pytest.approx(acc_norm, abs=1e-9)
     assert report['tokenizer'] == load_checkpoint(os.path.join(out, 'ckpt_best.pt'))['meta']['tokenizer']
     table = (out / 'eval.md').read_text()
     assert table.startswith('|') and '|tiny_mc|' in table.replace(' ', '') and table.strip() in proc.stdout
+
+
+def test_generation_tasks_get_the_models_greedy_continuation_cut_at_the_stop_string(evaluated):
+    """tiny_gen: what the harness scored is what greedy decoding without the cache gives, cut at
+    the task's newline; exact_match is their agreement with the targets."""
+    out, report, _ = evaluated
+    model, tok, block_size = load_model(out)
+    hits = []
+    for x in samples(out, 'tiny_gen'):
+        ids = tok.encode(x['doc']['context'])[-block_size:]
+        with torch.no_grad():
+            y = model.generate(torch.tensor([ids]), 8, temperature=0, use_cache=False)
+        text = tok.decode(y[0, len(ids):].tolist()).split('\n')[0]
+        assert x['responses'] == [[text]]
+        hits.append(text == x['target'])
+    assert len(hits) == 4 and report['results']['tiny_gen']['exact_match,none'] == pytest.approx(np.mean(hits))
 
 
 @pytest.mark.parametrize('args, code, message', [

@@ -18,6 +18,7 @@ if [[ ! $MODE =~ ^(keep|restore)$ || -z $FROM || -z $TO ]]; then
 fi
 if [ ! -d "$FROM" ]; then echo "error: $FROM is not a directory" >&2; exit 1; fi
 mkdir -p "$TO"
+TO=$(cd "$TO" && pwd)  # absolute: the copy below runs from inside FROM
 cd "$FROM"
 if [ "$MODE" = keep ]; then
   # a run directory counts when its marker says finished; comparison.json names each out_dir's arms

@@ -238,7 +238,7 @@ def test_kept_run_records_let_a_fresh_machine_continue_the_study(tmp_path, data_
     marker = out / 'baseline' / 'seed1' / 'compare.json'
     marker.write_text(marker.read_text().replace('"finished": true', '"finished": false'))
     script = os.path.join(ROOT, 'scripts', 'study_runs.sh')
-    subprocess.run([script, 'keep', str(out), str(kept)], check=True, capture_output=True)
+    subprocess.run([script, 'keep', 'cmp', 'kept'], cwd=tmp_path, check=True, capture_output=True)  # relative paths
     assert sorted(p.name for p in (kept / 'nesterov' / 'seed1').iterdir()) == ['compare.json', 'log.jsonl',
                                                                               'machine.txt', 'train.log']
     assert (kept / 'nesterov' / 'seed1' / 'machine.txt').read_text().count('\n') == 1

@@ -14,9 +14,9 @@ baseline, gd, polyak, nesterov and their *_euler variants, tables (the velocity 
 the dynamics) and nesterov_tied (the dynamics without the tables)), a config file (*.py) or
 key=value.
 `matched` (or matched:ARM) is the baseline widened to the parameter count of the largest other
-arm (or of ARM), read off that arm's first checkpoint (or its compare.json, which keeps those counts), since the velocity tables add parameters
-and a gain must be attributable; list it after the arm it matches. Any other --key=value goes to
-every train.py run. Run k of every arm uses --seed=k: the same initial weights of shared modules
+arm (or of ARM), read off that arm's first checkpoint (or its compare.json, which keeps those
+counts), since the velocity tables add parameters and a gain must be attributable; list it after
+the arm it matches. Any other --key=value goes to every train.py run. Run k of every arm uses --seed=k: the same initial weights of shared modules
 and the same data order. Budgets: --max_iters (steps), or --max_time (seconds of training, eval
 excluded). A run that diverges (train.py stops at a non-finite loss) is reported as such and the
 comparison goes on; the others are compared where they all got to. Writes to --out_dir: runs.csv,
@@ -380,9 +380,10 @@ def run_train(name, seed, argv, run_dir, reuse):
     same = reuse and state.get('argv') == full[1:]
     if same and state.get('finished', True):  # markers older than 'finished' were written at the end
         print(f"{name} seed {seed}: reusing {run_dir}")
-        if 'params_total' not in state and model_facts(run_dir):  # a marker written before it held them
+        facts = {} if 'params_total' in state else model_facts(run_dir)  # a marker written before it held them
+        if facts:
             with open(marker, 'w') as f:
-                json.dump({**state, **model_facts(run_dir)}, f)
+                json.dump({**state, **facts}, f)
         return
     resume = same and os.path.exists(os.path.join(run_dir, 'ckpt.pt'))
     os.makedirs(run_dir, exist_ok=True)

@@ -7,8 +7,8 @@ $ python eval.py --out_dir=out --task_dir=tests/eval_tasks --tasks=tiny_mc   # a
 
 Writes out_dir/eval.json (every metric, per task) and out_dir/eval.md (the harness's table) next
 to the checkpoint (with --log_samples=True also eval_samples.jsonl: each example's requests and
-our model's answers, one line per example); compare.py puts them beside the losses. The harness downloads its tasks'
-datasets from the Hugging Face hub the first time; offline, only tasks whose data is on disk
+our model's answers, one line per example); compare.py puts them beside the losses. The harness
+downloads its tasks' datasets from the Hugging Face hub the first time; offline, only tasks whose data is on disk
 work (task_dir: task YAMLs of your own, e.g. `dataset_path: json` with local data_files).
 
 Log-likelihoods come from our own forward pass in batches, with the checkpoint's tokenizer. A

@@ -6,6 +6,8 @@
 #
 # Usage: scripts/tables_or_dynamics.sh OUT_DIR          the runs, two streams, one per core
 #        scripts/tables_or_dynamics.sh OUT_DIR adamw    one stream alone (or muon)
+#        scripts/tables_or_dynamics.sh OUT_DIR deeper   G's baseline matched in parameters by depth
+#                                                       (width 32; both optimizers, one per core)
 #        scripts/tables_or_dynamics.sh OUT_DIR costs    step costs for the equal-time columns
 #                                                       (40-step runs, one at a time: run it on
 #                                                       an otherwise idle machine)
@@ -108,6 +110,20 @@ muon_stream() {
   $CMP --arms $(adamw_arms) --seeds 3 --out_dir=$OUT/E1200_bpe_4L64 $BPE
 }
 
+# G's baseline matched in parameters by depth. At width 64 one more layer (49,280 parameters) is
+# 2.4x what the velocity tables add (20,484); at width 32 it is 12,352 against 10,240 (nesterov
+# 4L/32: 70,200 parameters; the baseline at 5 layers: 72,032), close enough to compare.
+deeper() {  # deeper adamw|muon
+  local ARMS LB FLAGS=""
+  ARMS=$(${1}_arms | no_tied_no_matched)
+  LB=$(echo $ARMS | tr ' ' '\n' | grep '^baseline=' | cut -d, -f2-)
+  [ $1 = muon ] && FLAGS=--optimizer=muon
+  for s in 1 2 3; do
+    $CMP --arms $ARMS deeper=baseline,n_layer=5,$LB --seeds $s --out_dir=$OUT/G2000_${1}_4L32 $BYTES $L2000 \
+        --n_layer=4 --n_head=4 --n_embd=32 $FLAGS
+  done
+}
+
 case $MODE in
 runs)
   mkdir -p $OUT
@@ -118,6 +134,11 @@ runs)
   ;;
 adamw|muon)
   ${MODE}_stream >> $OUT/${MODE}_stream.log 2>&1
+  ;;
+deeper)
+  deeper adamw >> $OUT/deeper_adamw_stream.log 2>&1 &
+  deeper muon >> $OUT/deeper_muon_stream.log 2>&1 &
+  wait
   ;;
 costs)
   COST="--seeds 1 --max_iters=40 --lr_decay_iters=40 --warmup_iters=4 --eval_interval=1000 --eval_iters=1 --log_interval=1"

@@ -8,6 +8,7 @@
 #        scripts/tables_or_dynamics.sh OUT_DIR adamw    one stream alone (or muon)
 #        scripts/tables_or_dynamics.sh OUT_DIR deeper   G's baseline matched in parameters by depth
 #                                                       (width 32; both optimizers, one per core)
+#        scripts/tables_or_dynamics.sh OUT_DIR g_sweep  G's AdamW rates checked at 4 and 12 layers
 #        scripts/tables_or_dynamics.sh OUT_DIR costs    step costs for the equal-time columns
 #                                                       (40-step runs, one at a time: run it on
 #                                                       an otherwise idle machine)
@@ -124,6 +125,17 @@ deeper() {  # deeper adamw|muon
   done
 }
 
+# G runs every depth at the rates tuned at 4L/128. Whether they are still each model's best at
+# width 64, shallow and deep: AdamW 2e-3 and 8e-3 (4e-3 is G's seed 1), baseline and nesterov,
+# seed 1, at 4 and 12 layers
+g_sweep() {
+  for L in 4 12; do
+    $CMP --arms base_lr2e-3=baseline,learning_rate=2e-3,min_lr=2e-4 nest_lr2e-3=nesterov,learning_rate=2e-3,min_lr=2e-4 \
+        base_lr8e-3=baseline,learning_rate=8e-3,min_lr=8e-4 nest_lr8e-3=nesterov,learning_rate=8e-3,min_lr=8e-4 \
+        --seeds 1 --out_dir=$OUT/sweep_adamw_${L}L64 $BYTES $L2000 --n_layer=$L --n_head=4 --n_embd=64
+  done
+}
+
 case $MODE in
 runs)
   mkdir -p $OUT
@@ -134,6 +146,9 @@ runs)
   ;;
 adamw|muon)
   ${MODE}_stream >> $OUT/${MODE}_stream.log 2>&1
+  ;;
+g_sweep)
+  g_sweep >> $OUT/g_sweep_stream.log 2>&1
   ;;
 deeper)
   deeper adamw >> $OUT/deeper_adamw_stream.log 2>&1 &

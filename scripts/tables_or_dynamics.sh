@@ -11,6 +11,7 @@
 #        scripts/tables_or_dynamics.sh OUT_DIR g_sweep  G's AdamW rates checked at 4 and 12 layers
 #        scripts/tables_or_dynamics.sh OUT_DIR g_tuned  then baseline and tables at the baseline's
 #                                                       best rate there (g_sweep found it above 4e-3)
+#        scripts/tables_or_dynamics.sh OUT_DIR f_tables_rate  F's tables arm at 8e-3 (AdamW, seed 1)
 #        scripts/tables_or_dynamics.sh OUT_DIR costs    step costs for the equal-time columns
 #                                                       (40-step runs, one at a time: run it on
 #                                                       an otherwise idle machine)
@@ -44,7 +45,7 @@ adamw_sweep() {
       nest_lr1e-3=nesterov nest_lr2e-3=nesterov,learning_rate=2e-3,min_lr=2e-4 \
       base_lr4e-3=baseline,learning_rate=4e-3,min_lr=4e-4 nest_lr4e-3=nesterov,learning_rate=4e-3,min_lr=4e-4 \
       base_lr8e-3=baseline,learning_rate=8e-3,min_lr=8e-4 nest_lr8e-3=nesterov,learning_rate=8e-3,min_lr=8e-4 \
-      --seeds 1 --out_dir=$OUT/sweep_adamw $BYTES $L2000
+      --seeds 1 --out_dir=$OUT/sweep_adamw_tables $BYTES $L2000
 }
 muon_sweep() {
   $CMP --arms base_mlr0.01=baseline,muon_lr=0.01 base_mlr0.02=baseline,muon_lr=0.02 \
@@ -154,6 +155,12 @@ g_tuned() {
   done
 }
 
+# At width 64 the tables arm gained more than the baseline from 8e-3 (g_tuned), so F's AdamW
+# tables arm, which ran at the baseline's 4e-3, is checked at 8e-3 too (seed 1, 4L/128)
+f_tables_rate() {
+  $CMP --arms tables_lr8e-3=tables,learning_rate=8e-3,min_lr=8e-4 --seeds 1 --out_dir=$OUT/sweep_adamw_tables $BYTES $L2000
+}
+
 case $MODE in
 runs)
   mkdir -p $OUT
@@ -165,7 +172,7 @@ runs)
 adamw|muon)
   ${MODE}_stream >> $OUT/${MODE}_stream.log 2>&1
   ;;
-g_sweep|g_tuned)
+g_sweep|g_tuned|f_tables_rate)
   $MODE >> $OUT/${MODE}_stream.log 2>&1
   ;;
 deeper)

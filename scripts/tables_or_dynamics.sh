@@ -45,7 +45,7 @@ adamw_sweep() {
       nest_lr1e-3=nesterov nest_lr2e-3=nesterov,learning_rate=2e-3,min_lr=2e-4 \
       base_lr4e-3=baseline,learning_rate=4e-3,min_lr=4e-4 nest_lr4e-3=nesterov,learning_rate=4e-3,min_lr=4e-4 \
       base_lr8e-3=baseline,learning_rate=8e-3,min_lr=8e-4 nest_lr8e-3=nesterov,learning_rate=8e-3,min_lr=8e-4 \
-      --seeds 1 --out_dir=$OUT/sweep_adamw_tables $BYTES $L2000
+      --seeds 1 --out_dir=$OUT/sweep_adamw $BYTES $L2000
 }
 muon_sweep() {
   $CMP --arms base_mlr0.01=baseline,muon_lr=0.01 base_mlr0.02=baseline,muon_lr=0.02 \

@@ -194,12 +194,20 @@ costs)
     $CMP --arms $(adamw_arms) --out_dir=$OUT/costs/E1200_bpe_4L64/round$round $BPE $COST
   done
   ;;
-tables)
+tables)  # equal steps; where the costs mode has not run, the equal-time columns use each run's
+         # median step on the shared machine (--time=median), which is no evidence of cost
   D=docs/acceleration
   python compare.py --summarize $OUT/sweep_adamw --ref base_lr1e-3 --out_dir=$D/sweep_adamw
   python compare.py --summarize $OUT/sweep_muon --ref base_mlr0.02 --out_dir=$D/sweep_muon
-  for d in F2000_adamw F2000_muon E1200_bpe_4L64 $(cd $OUT && ls -d G2000_*); do
-    python compare.py --summarize $OUT/$d --ref baseline --step_times $OUT/costs/$d --out_dir=$D/$d
+  for L in 4 12; do python compare.py --summarize $OUT/sweep_adamw_${L}L64 --ref base_lr8e-3 --time=median \
+      --out_dir=$D/sweep_adamw_${L}L64; done
+  for d in F2000_adamw F2000_muon E1200_bpe_4L64 $(cd $OUT && ls -d G2000_* | grep -v _tuned); do
+    T=--time=median; [ -d $OUT/costs/$d ] && T="--step_times $OUT/costs/$d"
+    python compare.py --summarize $OUT/$d --ref baseline $T --out_dir=$D/$d
+  done
+  for L in 4 12; do  # baseline and tables at the baseline's width-64 rate, nesterov at its own
+    python compare.py --summarize $OUT/G2000_adamw_${L}L64_tuned/baseline $OUT/G2000_adamw_${L}L64_tuned/tables \
+        $OUT/G2000_adamw_${L}L64/nesterov --ref baseline --time=median --out_dir=$D/G2000_adamw_${L}L64_tuned
   done
   ;;
 esac
